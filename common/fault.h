@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * Numbered fault points (SQLite's sqlite3FaultSim habit). Every write, fsync, rename and symlink
+ * swap of the store passes through FAULT_POINT("name"). Built with -Dfault_injection=true (the
+ * test build), the environment steers them:
+ *
+ *   MODELKEEPER_FAULT_TRACE=FILE   append "N name" for every point reached (enumeration)
+ *   MODELKEEPER_FAULT=N:error      the Nth point reached fails with -EIO
+ *   MODELKEEPER_FAULT=N:kill       the process kills itself with SIGKILL at the Nth point
+ *
+ * In a package build the macro is the constant 0 and no code is emitted.
+ */
+
+#include "macros.h"
+
+#if ENABLE_FAULT_INJECTION
+int fault_point(const char *name);
+#define FAULT_POINT(name) fault_point(name)
+#else
+#define FAULT_POINT(name) 0
+#endif
