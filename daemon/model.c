@@ -70,6 +70,7 @@ static ModelOp *model_op_free(ModelOp *op) {
         free(op->to);
         free(op->from);
         free(op->previous_before);
+        free(op->failure);
         free(op->reason);
         free(op->rule);
         free(op->import_dir);
@@ -122,6 +123,73 @@ static void model_set_error(Model *model, const char *reason) {
         model->last_error = reason ? strdup(reason) : NULL;
 }
 
+static ModelRequest *model_request_free(ModelRequest *q) {
+        if (!q)
+                return NULL;
+        free(q->dir);
+        free(q->id);
+        free(q->reason);
+        sd_bus_message_unref(q->reply);
+        free(q);
+        return NULL;
+}
+
+static int run_request(Model *model, ModelRequest *q) {
+        if (q->type == OP_IMPORT)
+                return model_import(model, q->dir, q->id, q->activate, q->reply);
+        return model_rollback(model, q->id, q->reason, NULL, q->reply);
+}
+
+static int on_dispatch_requests(sd_event_source *s, void *userdata) {
+        Model *model = userdata;
+
+        while (!model->op && model->requests) {
+                ModelRequest *q = model->requests;
+                int r;
+
+                model->requests = q->next;
+                model->n_requests--;
+                r = run_request(model, q);
+                if (r < 0 && q->reply)
+                        (void) sd_bus_reply_method_errorf(q->reply, "dev.modelkeeper.OperationFailed",
+                                                          "Cannot start the queued operation: %s", strerror(-r));
+                model_request_free(q);
+        }
+        return 0;
+}
+
+static void schedule_requests(Model *model) {
+        if (!model->requests || model->op)
+                return;
+        if (!model->dispatch_source &&
+            sd_event_add_defer(model->manager->event, &model->dispatch_source, on_dispatch_requests, model) < 0)
+                return;
+        (void) sd_event_source_set_enabled(model->dispatch_source, SD_EVENT_ONESHOT);
+}
+
+/* Queue an operator request behind the running operation (answered when it has run). */
+static int model_enqueue(Model *model, OpType type, const char *dir, const char *id, bool activate, const char *reason,
+                         sd_bus_message *reply) {
+        ModelRequest *q, **p;
+
+        if (model->n_requests >= MODEL_REQUESTS_MAX)
+                return -EBUSY;
+        q = calloc(1, sizeof(ModelRequest));
+        if (!q)
+                return -ENOMEM;
+        q->type = type;
+        q->activate = activate;
+        q->dir = dir ? strdup(dir) : NULL;
+        q->id = id ? strdup(id) : NULL;
+        q->reason = reason ? strdup(reason) : NULL;
+        q->reply = sd_bus_message_ref(reply);
+        for (p = &model->requests; *p; p = &(*p)->next)
+                ;
+        *p = q;
+        model->n_requests++;
+        return 0;
+}
+
 /* End the current operation and answer whoever waits for it. */
 static void model_op_finish(Model *model, int error, const char *reason) {
         ModelOp *op = model->op;
@@ -139,6 +207,7 @@ static void model_op_finish(Model *model, int error, const char *reason) {
         }
         model_op_free(op);
         manager_update_status(model->manager);
+        schedule_requests(model);
 }
 
 void model_abort(Model *model, const char *why) {
@@ -153,6 +222,15 @@ void model_abort(Model *model, const char *why) {
                 job_cancel(j, why);
         }
         model_op_finish(model, -ECANCELED, why);
+        while (model->requests) {
+                ModelRequest *q = model->requests;
+                model->requests = q->next;
+                if (q->reply)
+                        (void) sd_bus_reply_method_errorf(q->reply, "dev.modelkeeper.OperationFailed", "%s", why);
+                model_request_free(q);
+        }
+        model->n_requests = 0;
+        model->dispatch_source = sd_event_source_disable_unref(model->dispatch_source);
 }
 
 static int model_op_new(Model *model, OpType type, sd_bus_message *reply) {
@@ -287,6 +365,12 @@ static void activation_done(Model *model) {
                           "Model %s: version %s promoted.", model->name, op->to);
         }
         (void) model_save(model);
+        if (op->failure) {
+                /* What was asked for failed, even though what served before is back. */
+                _cleanup_free_ char *failure = TAKE_PTR(op->failure);
+                model_op_finish(model, -EIO, failure);
+                return;
+        }
         model_op_finish(model, 0, NULL);
 
         /* Old versions go once the new one is in place. */
@@ -362,6 +446,9 @@ static void on_activate_job(Job *j, int error, const char *reason, json_t *data,
                 activation_failed(model, error, reason);
                 return;
         }
+        /* The journal names the version we switched away from, whatever "previous" becomes. */
+        _cleanup_free_ char *was = model->state->active ? strdup(model->state->active) : NULL;
+
         /* The links now say: current = to, previous = from. */
         (void) model_state_file_set(&model->state->active, op->to);
         if (op->from && !streq(op->from, op->to))
@@ -371,11 +458,12 @@ static void on_activate_job(Job *j, int error, const char *reason, json_t *data,
         rollback = op->kind == ACTIVATION_ROLLBACK || op->kind == ACTIVATION_RESTORE;
         log_event(rollback ? LOG_NOTICE : LOG_INFO, 0,
                   &(LogFields){.message_id = rollback ? MK_MESSAGE_ROLLBACK : MK_MESSAGE_ACTIVATED, .model = model->name,
-                               .version = op->to, .from_version = op->from,
+                               .version = op->to, .from_version = streq_ptr(was, op->to) ? NULL : was,
                                .action = rollback ? "rollback" : "activate", .rule = op->rule, .job = job,
                                .reason = op->reason},
                   "Model %s: %s version %s%s%s (%s).", model->name, rollback ? "rolled back to" : "activated", op->to,
-                  op->from ? ", previously " : "", strempty(op->from), strna(op->reason));
+                  was && !streq(was, op->to) ? ", previously " : "", was && !streq(was, op->to) ? was : "",
+                  strna(op->reason));
 
         if (serve_reload(model, op->to, on_reloaded, NULL, NULL) < 0)
                 activation_failed(model, -ENOMEM, "cannot start the model server reload");
@@ -424,9 +512,13 @@ static void activation_failed(Model *model, int error, const char *reason) {
 
                 op->failed_once = true;
                 restore_reason = xasprintf("version %s failed: %s", strna(failed), strna(why));
+                free(op->failure);
+                op->failure = xasprintf("version %s failed (%s); version %s restored", strna(failed), strna(why),
+                                        strna(op->from));
                 free(op->to);
                 op->to = op->from;
-                op->from = TAKE_PTR(op->previous_before);
+                /* previous goes back to what it was; with none before, it names the failed version. */
+                op->from = op->previous_before ? TAKE_PTR(op->previous_before) : strdup(strna(failed));
                 op->kind = ACTIVATION_RESTORE;
                 free(op->reason);
                 op->reason = TAKE_PTR(restore_reason);
@@ -473,6 +565,10 @@ int model_activate(Model *model, const char *to, const char *from, ActivationKin
 
 int model_rollback(Model *model, const char *to, const char *reason, const char *rule, sd_bus_message *reply) {
         ModelStateFile *s = model->state;
+
+        /* An operator's request waits for the running operation; its target is chosen then. */
+        if (model->op && reply && !rule)
+                return model_enqueue(model, OP_ACTIVATE, NULL, to, false, reason, reply);
 
         if (!to) {
                 /* Automatic choice: the last good version, else the previous one. */
@@ -539,6 +635,8 @@ int model_import(Model *model, const char *dir, const char *id, bool activate, s
 
         if (!path_is_absolute(dir) || (id && !version_id_is_valid(id)))
                 return -EINVAL;
+        if (model->op && reply)
+                return model_enqueue(model, OP_IMPORT, dir, id, activate, NULL, reply);
         r = model_op_new(model, OP_IMPORT, reply);
         if (r < 0)
                 return r;

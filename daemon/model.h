@@ -57,8 +57,21 @@ typedef struct ModelOp {
         char *import_dir;
         bool then_activate;
         bool failed_once;        /* an activation that already fell back */
+        char *failure;           /* why it fell back: the operation's outcome even if the restore works */
         sd_bus_message *reply;   /* a control API call waiting for the outcome */
 } ModelOp;
+
+/* An operator request that arrived while another operation ran: it runs next. */
+typedef struct ModelRequest ModelRequest;
+struct ModelRequest {
+        ModelRequest *next;
+        OpType type;             /* OP_IMPORT or OP_ACTIVATE (a rollback) */
+        char *dir, *id, *reason;
+        bool activate;
+        sd_bus_message *reply;
+};
+
+#define MODEL_REQUESTS_MAX 16
 
 typedef struct Model {
         Manager *manager;
@@ -72,6 +85,9 @@ typedef struct Model {
         ServeOp *serve_op;
         char *last_error;
         uint64_t job_id;         /* of the last job, for JOB= */
+        ModelRequest *requests;  /* queued operator requests, oldest first */
+        unsigned n_requests;
+        sd_event_source *dispatch_source;
 } Model;
 
 int model_new(Manager *m, ModelConfig *config, Model **ret);
