@@ -562,10 +562,12 @@ static int parse_sample(Parser *P, const char *p, const char *e) {
                 s.name = scratch_put(P, p, n);
                 s.name_len = n;
                 p += n;
-                p = skip_blanks(p, e);
-                if (p < e && *p == '{') {
-                        braces = true;
-                        p++;
+                {
+                        const char *q = skip_blanks(p, e);
+                        if (q < e && *q == '{') {
+                                braces = true;
+                                p = q + 1;
+                        }
                 }
         }
         if (braces) {
@@ -769,9 +771,10 @@ int expfmt_parse(ExpfmtFormat format, const char *data, size_t size, const Expfm
                 *ret_error = (ExpfmtError){};
         if (size > P.lim.max_body)
                 return fail(&P, -E2BIG, NULL, "body of %zu bytes exceeds the limit of %zu", size, P.lim.max_body);
-        if (P.lim.max_line == 0 || P.lim.max_line > SIZE_MAX / 4 || P.lim.max_labels > 100000 ||
-            P.lim.max_name > P.lim.max_line)
+        if (P.lim.max_line == 0 || P.lim.max_line > SIZE_MAX / 4 || P.lim.max_labels > 100000)
                 return -EINVAL;
+        /* No name can be longer than its line. */
+        P.lim.max_name = MIN(P.lim.max_name, P.lim.max_line);
 
         /* One allocation: scratch (2 lines), the label array, the family and last-name buffers. */
         P.scratch_size = 2 * P.lim.max_line + 16;

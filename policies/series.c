@@ -144,7 +144,7 @@ struct Series {
 };
 
 struct SeriesStore {
-        Selector *const *selectors;
+        Selector **selectors; /* a copy of the array; the selectors are the policy's */
         size_t n_selectors, mask_words;
         char **targets;
         size_t n_targets;
@@ -422,7 +422,11 @@ int series_store_new(Selector *const *selectors, size_t n_selectors, const Serie
         s = calloc(1, sizeof(SeriesStore));
         if (!s)
                 return -ENOMEM;
-        s->selectors = selectors;
+        s->selectors = calloc(n_selectors + 1, sizeof(Selector *));
+        if (!s->selectors)
+                return -ENOMEM;
+        if (n_selectors > 0)
+                memcpy(s->selectors, selectors, n_selectors * sizeof(Selector *));
         s->n_selectors = n_selectors;
         s->mask_words = (n_selectors + 63) / 64;
         s->lookback = o->lookback ?: 5 * 60 * USEC_PER_SEC;
@@ -513,6 +517,7 @@ SeriesStore *series_store_free(SeriesStore *s) {
         strv_free(s->targets);
         free(s->gen);
         free(s->tmp);
+        free(s->selectors);
         free(s);
         return NULL;
 }
