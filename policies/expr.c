@@ -1720,7 +1720,7 @@ static int eerr(ExprContext *c, const Expr *x, int r, const char *fmt, ...) {
 
 static int oom(ExprContext *c, const Expr *x) {
         if (c->arena.limit && c->arena.used + 4096 >= c->arena.limit)
-                return eerr(c, x, -E2BIG, "evaluation needs more than %d MiB", EXPR_EVAL_MEMORY / (1024 * 1024));
+                return eerr(c, x, -E2BIG, "evaluation needs more than %zu bytes of memory", c->arena.limit);
         return eerr(c, x, -ENOMEM, "out of memory");
 }
 
