@@ -83,7 +83,7 @@ static void test_parse_errors(void **state) {
                 for (int i = 0; i < 100; i++)
                         deep[n++] = ')';
                 deep[n] = 0;
-                expect_compile_error(deep, 31, "expression nested too deeply (limit 64)");
+                expect_compile_error(deep, 32, "expression nested too deeply (limit 64)");
         }
         {
                 _cleanup_free_ char *big = malloc(EXPR_TEXT_MAX + 10);
