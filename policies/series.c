@@ -430,8 +430,8 @@ int series_store_new(Selector *const *selectors, size_t n_selectors, const Serie
         s->n_selectors = n_selectors;
         s->mask_words = (n_selectors + 63) / 64;
         s->lookback = o->lookback ?: 5 * 60 * USEC_PER_SEC;
-        s->max_labels = o->max_labels ?: 64;
-        s->max_label_bytes = o->max_label_bytes ?: 4096;
+        s->max_labels = o->max_labels ?: 32;
+        s->max_label_bytes = o->max_label_bytes ?: 2048;
 
         s->span = s->lookback;
         for (size_t i = 0; i < n_selectors; i++)
@@ -453,14 +453,14 @@ int series_store_new(Selector *const *selectors, size_t n_selectors, const Serie
         per_series = sizeof(Series) + s->mask_words * 8 + s->capacity * sizeof(SeriesSample) +
                      s->max_labels * sizeof(LabelPair) + s->max_label_bytes;
         max_by_budget = budget / per_series;
-        s->max_series = MIN((uint64_t) (o->max_series ?: 10000), max_by_budget);
+        s->max_series = MIN((uint64_t) (o->max_series ?: 4096), max_by_budget);
         if (s->max_series < 16) {
                 snprintf(msg, msg_size,
                          "a memory budget of %" PRIu64 " bytes holds only %zu series of %zu samples (need 16)", budget,
                          s->max_series, s->capacity);
                 return -E2BIG;
         }
-        s->max_ignored = o->max_ignored ?: 4 * s->max_series;
+        s->max_ignored = o->max_ignored ?: s->max_series;
 
         s->n_targets = strv_length(o->targets);
         if (s->n_targets > 64) {

@@ -95,10 +95,10 @@ typedef struct SeriesStore SeriesStore;
 typedef struct SeriesStoreOptions {
         uint64_t min_interval;    /* shortest scrape (or sample) interval, usec; sizes the rings */
         uint64_t lookback;        /* instant-query lookback; 0: 5m */
-        size_t max_series;        /* stored series; 0: 10000 */
-        size_t max_ignored;       /* remembered "not referenced" series; 0: 4 × max_series */
-        size_t max_label_bytes;   /* label text of one stored series; 0: 4096 */
-        size_t max_labels;        /* labels of one series; 0: 64 */
+        size_t max_series;        /* stored series; 0: 4096 */
+        size_t max_ignored;       /* remembered "not referenced" series; 0: max_series */
+        size_t max_label_bytes;   /* label text of one stored series; 0: 2048 */
+        size_t max_labels;        /* labels of one series; 0: 32 */
         uint64_t memory_budget;   /* ring memory of all series; 0: 64 MiB. Caps max_series. */
         char **targets;           /* instance label of each scrape target (may be NULL: none) */
 } SeriesStoreOptions;

@@ -236,7 +236,7 @@ static void test_limits(void **state) {
                 assert_int_equal(series_store_new(sel, n, &o2, &s, msg, sizeof(msg)), 0);
                 series_store_stats(s, &st);
                 assert_int_equal(st.capacity, 86402);
-                assert_true(st.max_series < 10000 && st.max_series >= 16);
+                assert_true(st.max_series < 4096 && st.max_series >= 16);
                 assert_true(st.memory_bound <= 64 * MIB + 4 * MIB);
                 series_store_free(s);
                 expr_env_free(env);
