@@ -176,8 +176,8 @@ static int capture_sample(const ExpfmtSample *s, void *userdata) {
         size_t bytes = (s->n_labels + 1) * sizeof(LabelPair);
         char *o;
 
-        if (c->metric)
-                return -EINVAL;
+        if (c->metric || s->has_timestamp)
+                return -EBADMSG; /* "x 1" would read as the value 1 at time 0 */
         for (size_t i = 0; i < s->n_labels; i++)
                 bytes += s->labels[i].name_len + s->labels[i].value_len + 2;
         c->pairs = calloc(1, bytes);
@@ -210,7 +210,7 @@ int promseries_parse_series(const char *text, char **ret_metric, LabelPair **ret
         if (asprintf(&line, "%s 0\n", text) < 0)
                 return -ENOMEM;
         r = expfmt_parse(EXPFMT_TEXT, line, strlen(line), NULL, &cb, &c, NULL, &e);
-        if (r >= 0 && !c.metric)
+        if (r == -EBADMSG || (r >= 0 && !c.metric))
                 r = -EINVAL, snprintf(e.message, sizeof(e.message), "expected a series like name{label=\"value\"}");
         if (r < 0) {
                 free(c.metric);
@@ -465,8 +465,12 @@ static void out_line(Out *o, uint64_t t, const char *fmt, ...) {
         o->n++;
 }
 
+/* Figures for people: six significant digits (the exact values are in the state and the tests). */
 static const char *num(double v, char *buf, size_t size) {
-        expr_format_number(v, buf, size);
+        if (isfinite(v))
+                snprintf(buf, size, "%.6g", v);
+        else
+                expr_format_number(v, buf, size);
         return buf;
 }
 
