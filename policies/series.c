@@ -643,7 +643,8 @@ int series_store_append(SeriesStore *s, const char *metric, const LabelPair *pai
         assert_return(s && metric, -EINVAL);
         if (n > s->max_labels)
                 return -E2BIG;
-        memcpy(s->tmp, pairs, n * sizeof(LabelPair));
+        if (n > 0)
+                memcpy(s->tmp, pairs, n * sizeof(LabelPair));
         sort_pairs(s->tmp, n);
         for (size_t i = 1; i < n; i++)
                 if (streq(s->tmp[i].name, s->tmp[i - 1].name))
