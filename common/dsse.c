@@ -448,14 +448,17 @@ int dsse_verify(const DsseEnvelope *e, const TrustSet *t, uint8_t **ret_payload,
 
         if (n_accepted < t->threshold) {
                 char verified[320] = "";
+                char ign[400] = "";
 
                 STRV_FOREACH(k, keyids)
                         append_list(verified, sizeof(verified), *k);
+                if (n_ignored > 0)
+                        (void) snprintf(ign, sizeof(ign), "; %zu signature(s) ignored (not by a trusted key): %s",
+                                        n_ignored, ignored);
                 return reason_set(ret_reason, -EKEYREJECTED,
-                                  "signature threshold not met: %zu of %u required trusted keys signed%s%s%s; "
-                                  "%zu signature(s) ignored (not by a trusted key)%s%s%s",
+                                  "signature threshold not met: %zu of %u required trusted keys signed%s%s%s%s%s",
                                   n_accepted, t->threshold, n_accepted > 0 ? " (" : "", verified,
-                                  n_accepted > 0 ? ")" : "", n_ignored, n_ignored > 0 ? ": " : "", ignored,
+                                  n_accepted > 0 ? ")" : "", ign,
                                   n_duplicate > 0 ? "; duplicate signatures by one key count once" : "");
         }
 
