@@ -130,6 +130,12 @@ static void test_generate_never_overwrites(void **state) {
         assert_int_equal(keys_generate(KEY_ED25519, path, NULL), 0);
         assert_int_equal(read_full_file(path, 4096, &before, &n1), 0);
         assert_int_equal(keys_generate(KEY_P256, path, NULL), -EEXIST);
+        {
+                /* The public half is still the Ed25519 key's. */
+                _cleanup_(key_unrefp) Key *k = NULL;
+                assert_int_equal(key_load_public_file(pub, &k, NULL), 0);
+                assert_int_equal(key_get_type(k), KEY_ED25519);
+        }
         assert_int_equal(read_full_file(path, 4096, &after, &n2), 0);
         assert_int_equal(n1, n2);
         assert_memory_equal(before, after, n1);

@@ -121,7 +121,6 @@ static int fetch(uint64_t version, void *userdata, char **ret, size_t *ret_size)
 
 static void test_implicit_root(void **state) {
         Fixture *f = *state;
-        _cleanup_free_ char *reason = NULL;
 
         assert_int_equal(f->root1->version, 1);
         assert_int_equal(f->root1->expires, USEC_INFINITY);
