@@ -7,7 +7,6 @@
 #include "reason.h"
 #include "strv.h"
 
-
 DsseEnvelope *dsse_envelope_free(DsseEnvelope *e) {
         if (!e)
                 return NULL;
@@ -200,13 +199,14 @@ int dsse_parse(const void *data, size_t size, size_t max_size, DsseEnvelope **re
         assert_return((data || size == 0) && ret, -EINVAL);
 
         if (size > max_size)
-                return reason_set(ret_reason, -EFBIG, "document is %zu bytes, more than the limit of %zu bytes", size,
-                                  max_size);
+                return reason_set(ret_reason, -EFBIG,
+                                  "document is %zu bytes, more than the limit of %zu bytes", size, max_size);
 
         root = json_loadb(data, size, JSON_STRICT_LOAD_FLAGS, &err);
         if (!root)
-                return reason_set(ret_reason, -EBADMSG, "envelope is not valid JSON: %s at line %d column %d",
-                                  QUOTE(err.text), err.line, err.column);
+                return reason_set(ret_reason, -EBADMSG,
+                                  "envelope is not valid JSON: %s at line %d column %d", QUOTE(err.text),
+                                  err.line, err.column);
         r = json_strict_object(root, "envelope", fields, ret_reason);
         if (r < 0)
                 return r;
@@ -215,7 +215,8 @@ int dsse_parse(const void *data, size_t size, size_t max_size, DsseEnvelope **re
         if (!e)
                 return reason_set(ret_reason, -ENOMEM, "out of memory");
 
-        r = json_strict_string(root, "payloadType", "envelope", true, 0, DSSE_PAYLOAD_TYPE_MAX, &s, ret_reason);
+        r = json_strict_string(root, "payloadType", "envelope", true, 0, DSSE_PAYLOAD_TYPE_MAX, &s,
+                               ret_reason);
         if (r < 0)
                 return r;
         e->payload_type = strdup(s);
@@ -237,7 +238,8 @@ int dsse_parse(const void *data, size_t size, size_t max_size, DsseEnvelope **re
         if (!json_is_array(sigs))
                 return reason_set(ret_reason, -EBADMSG, "envelope.signatures: not an array");
         if (json_array_size(sigs) > DSSE_SIGNATURES_MAX)
-                return reason_set(ret_reason, -EBADMSG, "envelope has %zu signatures, more than the limit of %d",
+                return reason_set(ret_reason, -EBADMSG,
+                                  "envelope has %zu signatures, more than the limit of %d",
                                   json_array_size(sigs), DSSE_SIGNATURES_MAX);
         if (json_array_size(sigs) > 0) {
                 e->signatures = calloc(json_array_size(sigs), sizeof(DsseSignature));
@@ -275,12 +277,14 @@ int dsse_format(const DsseEnvelope *e, char **ret, size_t *ret_size) {
                 r = dsse_base64_encode(e->signatures[i].sig, e->signatures[i].sig_size, &sig);
                 if (r < 0)
                         return r;
-                o = e->signatures[i].keyid ? json_pack("{s:s, s:s}", "keyid", e->signatures[i].keyid, "sig", sig)
-                                           : json_pack("{s:s}", "sig", sig);
+                o = e->signatures[i].keyid
+                            ? json_pack("{s:s, s:s}", "keyid", e->signatures[i].keyid, "sig", sig)
+                            : json_pack("{s:s}", "sig", sig);
                 if (!o || json_array_append_new(sigs, o) < 0)
                         return -ENOMEM;
         }
-        root = json_pack("{s:s, s:s, s:O}", "payloadType", e->payload_type, "payload", payload, "signatures", sigs);
+        root = json_pack("{s:s, s:s, s:O}", "payloadType", e->payload_type, "payload", payload, "signatures",
+                         sigs);
         if (!root)
                 return -ENOMEM;
         text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -306,7 +310,8 @@ int dsse_pae(const char *type, size_t type_size, const void *body, size_t body_s
         ml = snprintf(mid, sizeof(mid), " %zu ", body_size);
         if (hl < 0 || ml < 0)
                 return -EIO;
-        if (ADD_OVERFLOW((size_t) hl + (size_t) ml, type_size, &total) || ADD_OVERFLOW(total, body_size, &total))
+        if (ADD_OVERFLOW((size_t) hl + (size_t) ml, type_size, &total) ||
+            ADD_OVERFLOW(total, body_size, &total))
                 return -ENOMEM;
         p = malloc(total + 1);
         if (!p)
@@ -324,7 +329,8 @@ int dsse_pae(const char *type, size_t type_size, const void *body, size_t body_s
 }
 
 static int envelope_pae(const DsseEnvelope *e, uint8_t **ret, size_t *ret_size) {
-        return dsse_pae(e->payload_type, strlen(e->payload_type), e->payload, e->payload_size, ret, ret_size);
+        return dsse_pae(e->payload_type, strlen(e->payload_type), e->payload, e->payload_size, ret,
+                        ret_size);
 }
 
 int dsse_sign(DsseEnvelope *e, const Key *k, char **ret_reason) {
@@ -341,7 +347,8 @@ int dsse_sign(DsseEnvelope *e, const Key *k, char **ret_reason) {
                 if (streq_ptr(e->signatures[i].keyid, key_get_id(k)))
                         return reason_set(ret_reason, -EEXIST, "already signed by key %s", key_get_id(k));
         if (e->n_signatures >= DSSE_SIGNATURES_MAX)
-                return reason_set(ret_reason, -E2BIG, "envelope already has %d signatures", DSSE_SIGNATURES_MAX);
+                return reason_set(ret_reason, -E2BIG, "envelope already has %d signatures",
+                                  DSSE_SIGNATURES_MAX);
 
         r = envelope_pae(e, &pae, &pae_size);
         if (r < 0)
@@ -388,8 +395,8 @@ int dsse_verify(const DsseEnvelope *e, const TrustSet *t, uint8_t **ret_payload,
         if (r < 0)
                 return r;
         if (e->n_signatures == 0)
-                return reason_set(ret_reason, -EKEYREJECTED, "document is not signed (0 of %u required signatures)",
-                                  t->threshold);
+                return reason_set(ret_reason, -EKEYREJECTED,
+                                  "document is not signed (0 of %u required signatures)", t->threshold);
 
         r = envelope_pae(e, &pae, &pae_size);
         if (r < 0)
@@ -411,9 +418,10 @@ int dsse_verify(const DsseEnvelope *e, const TrustSet *t, uint8_t **ret_payload,
                         }
                         r = key_verify(t->keys[idx], pae, pae_size, s->sig, s->sig_size);
                         if (r == -EBADMSG)
-                                return reason_set(ret_reason, -EKEYREJECTED,
-                                                  "signature %zu by trusted key %s does not verify: the document was changed after signing or the signature is corrupt",
-                                                  i, s->keyid);
+                                return reason_set(
+                                        ret_reason, -EKEYREJECTED,
+                                        "signature %zu by trusted key %s does not verify: the document was changed after signing or the signature is corrupt",
+                                        i, s->keyid);
                         if (r < 0)
                                 return reason_set(ret_reason, r, "verifying signature %zu failed", i);
                 } else {
@@ -426,7 +434,8 @@ int dsse_verify(const DsseEnvelope *e, const TrustSet *t, uint8_t **ret_payload,
                                         break;
                                 }
                                 if (r != -EBADMSG)
-                                        return reason_set(ret_reason, r, "verifying signature %zu failed", i);
+                                        return reason_set(ret_reason, r, "verifying signature %zu failed",
+                                                          i);
                         }
                         if (idx < 0) {
                                 n_ignored++;
@@ -450,16 +459,18 @@ int dsse_verify(const DsseEnvelope *e, const TrustSet *t, uint8_t **ret_payload,
                 char verified[320] = "";
                 char ign[400] = "";
 
-                STRV_FOREACH(k, keyids)
+                STRV_FOREACH (k, keyids)
                         append_list(verified, sizeof(verified), *k);
                 if (n_ignored > 0)
-                        (void) snprintf(ign, sizeof(ign), "; %zu signature(s) ignored (not by a trusted key): %s",
-                                        n_ignored, ignored);
-                return reason_set(ret_reason, -EKEYREJECTED,
-                                  "signature threshold not met: %zu of %u required trusted keys signed%s%s%s%s%s",
-                                  n_accepted, t->threshold, n_accepted > 0 ? " (" : "", verified,
-                                  n_accepted > 0 ? ")" : "", ign,
-                                  n_duplicate > 0 ? "; duplicate signatures by one key count once" : "");
+                        (void) snprintf(ign, sizeof(ign),
+                                        "; %zu signature(s) ignored (not by a trusted key): %s", n_ignored,
+                                        ignored);
+                return reason_set(
+                        ret_reason, -EKEYREJECTED,
+                        "signature threshold not met: %zu of %u required trusted keys signed%s%s%s%s%s",
+                        n_accepted, t->threshold, n_accepted > 0 ? " (" : "", verified,
+                        n_accepted > 0 ? ")" : "", ign,
+                        n_duplicate > 0 ? "; duplicate signatures by one key count once" : "");
         }
 
         if (ret_payload) {

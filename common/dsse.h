@@ -21,19 +21,19 @@
 
 /* At most this many signatures in an envelope: each may cost up to one verification per
  * trusted key (when it has no keyid), so the count bounds the work an envelope can ask for. */
-#define DSSE_SIGNATURES_MAX  16
-#define DSSE_KEYID_MAX       256
+#define DSSE_SIGNATURES_MAX   16
+#define DSSE_KEYID_MAX        256
 #define DSSE_PAYLOAD_TYPE_MAX 256
 
 typedef struct DsseSignature {
-        char *keyid;          /* NULL when absent, null or "" (the spec treats these alike) */
+        char *keyid; /* NULL when absent, null or "" (the spec treats these alike) */
         uint8_t *sig;
         size_t sig_size;
 } DsseSignature;
 
 typedef struct DsseEnvelope {
         char *payload_type;
-        uint8_t *payload;     /* decoded; NUL-terminated for convenience (not counted in the size) */
+        uint8_t *payload; /* decoded; NUL-terminated for convenience (not counted in the size) */
         size_t payload_size;
         DsseSignature *signatures;
         size_t n_signatures;

@@ -25,8 +25,8 @@ int json_strict_string(json_t *o, const char *key, const char *where, bool requi
                        const char **ret, char **ret_reason);
 
 /* An integer field within [min, max] (JSON reals such as 1.0 are refused). */
-int json_strict_uint(json_t *o, const char *key, const char *where, bool required, uint64_t min, uint64_t max,
-                     uint64_t *ret, char **ret_reason);
+int json_strict_uint(json_t *o, const char *key, const char *where, bool required, uint64_t min,
+                     uint64_t max, uint64_t *ret, char **ret_reason);
 
 /* Largest integer every JSON implementation represents exactly (2^53 - 1). */
 #define JSON_SAFE_INTEGER_MAX ((UINT64_C(1) << 53) - 1)

@@ -119,40 +119,47 @@ static int key_new_from_pkey(EVP_PKEY *pkey_in, bool has_private, Key **ret, cha
                     !(streq(group, "prime256v1") || streq(group, "P-256"))) {
                         char what[128];
                         describe_pkey(pkey, what, sizeof(what));
-                        return reason_set(ret_reason, -EPROTONOSUPPORT,
-                                          "unsupported key type: %s (only Ed25519 and ECDSA P-256 keys are accepted)",
-                                          what);
+                        return reason_set(
+                                ret_reason, -EPROTONOSUPPORT,
+                                "unsupported key type: %s (only Ed25519 and ECDSA P-256 keys are accepted)",
+                                what);
                 }
                 /* An SPKI may spell out the curve parameters instead of naming the curve. It
                  * would get another keyid for the same key, and nothing we produce looks like
                  * that: refuse it. */
-                if (EVP_PKEY_get_int_param(pkey, OSSL_PKEY_PARAM_EC_DECODED_FROM_EXPLICIT_PARAMS, &explicit) == 1 &&
+                if (EVP_PKEY_get_int_param(pkey, OSSL_PKEY_PARAM_EC_DECODED_FROM_EXPLICIT_PARAMS,
+                                           &explicit) == 1 &&
                     explicit)
-                        return reason_set(ret_reason, -EPROTONOSUPPORT,
-                                          "ECDSA P-256 key with explicit curve parameters; only the named curve encoding is accepted");
+                        return reason_set(
+                                ret_reason, -EPROTONOSUPPORT,
+                                "ECDSA P-256 key with explicit curve parameters; only the named curve encoding is accepted");
                 /* Canonical encoding for the keyid: uncompressed point, named curve. */
                 if (EVP_PKEY_set_utf8_string_param(pkey, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
                                                    OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_UNCOMPRESSED) != 1 ||
                     EVP_PKEY_set_utf8_string_param(pkey, OSSL_PKEY_PARAM_EC_ENCODING,
                                                    OSSL_PKEY_EC_ENCODING_GROUP) != 1) {
                         ERR_clear_error();
-                        return reason_set(ret_reason, -EIO, "cannot set the canonical encoding of an EC key");
+                        return reason_set(ret_reason, -EIO,
+                                          "cannot set the canonical encoding of an EC key");
                 }
                 type = KEY_P256;
         } else {
                 char what[128];
                 describe_pkey(pkey, what, sizeof(what));
-                return reason_set(ret_reason, -EPROTONOSUPPORT,
-                                  "unsupported key type: %s (only Ed25519 and ECDSA P-256 keys are accepted)", what);
+                return reason_set(
+                        ret_reason, -EPROTONOSUPPORT,
+                        "unsupported key type: %s (only Ed25519 and ECDSA P-256 keys are accepted)", what);
         }
 
         if (type == KEY_P256) {
                 /* The point must be on the curve and of the right order. OpenSSL checks the
                  * first while decoding; the full check costs one scalar multiplication. */
-                _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+                _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx =
+                        EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
                 if (!ctx || EVP_PKEY_public_check(ctx) != 1) {
                         ERR_clear_error();
-                        return reason_set(ret_reason, -EBADMSG, "invalid ECDSA P-256 public key (point check failed)");
+                        return reason_set(ret_reason, -EBADMSG,
+                                          "invalid ECDSA P-256 public key (point check failed)");
                 }
         }
 
@@ -182,8 +189,8 @@ static int key_new_from_pkey(EVP_PKEY *pkey_in, bool has_private, Key **ret, cha
 
 /* The whole input must be one PEM block, with nothing but whitespace around it: a key file with
  * two keys, or a certificate followed by a key, is a mistake we do not guess our way through. */
-static int pem_read_one(const void *pem, size_t size, char **ret_name, char **ret_header, unsigned char **ret_data,
-                        long *ret_len, char **ret_reason) {
+static int pem_read_one(const void *pem, size_t size, char **ret_name, char **ret_header,
+                        unsigned char **ret_data, long *ret_len, char **ret_reason) {
         _cleanup_(BIO_freep) BIO *bio = NULL;
         char *name = NULL, *header = NULL;
         unsigned char *data = NULL;
@@ -194,12 +201,14 @@ static int pem_read_one(const void *pem, size_t size, char **ret_name, char **re
         int k;
 
         if (size > KEY_PEM_MAX)
-                return reason_set(ret_reason, -EFBIG, "key file is %zu bytes, more than the limit of %d bytes", size,
+                return reason_set(ret_reason, -EFBIG,
+                                  "key file is %zu bytes, more than the limit of %d bytes", size,
                                   KEY_PEM_MAX);
         while (i < size && strchr(" \t\r\n", p[i]) && p[i])
                 i++;
         if (size - i < 11 || memcmp(p + i, "-----BEGIN ", 11) != 0)
-                return reason_set(ret_reason, -EBADMSG, "not a PEM file (no '-----BEGIN' line at the start)");
+                return reason_set(ret_reason, -EBADMSG,
+                                  "not a PEM file (no '-----BEGIN' line at the start)");
 
         bio = BIO_new_mem_buf(pem, (int) size);
         if (!bio)
@@ -241,15 +250,18 @@ int key_load_public_pem(const void *pem, size_t size, Key **ret, char **ret_reas
                 return r;
 
         if (!streq(name, "PUBLIC KEY")) {
-                if (streq(name, "PRIVATE KEY") || streq(name, "EC PRIVATE KEY") || streq(name, "ENCRYPTED PRIVATE KEY"))
+                if (streq(name, "PRIVATE KEY") || streq(name, "EC PRIVATE KEY") ||
+                    streq(name, "ENCRYPTED PRIVATE KEY"))
                         r = reason_set(ret_reason, -EBADMSG,
                                        "this is a private key; give the public key (openssl pkey -pubout)");
                 else if (streq(name, "RSA PUBLIC KEY"))
-                        r = reason_set(ret_reason, -EPROTONOSUPPORT,
-                                       "unsupported key type: RSA (only Ed25519 and ECDSA P-256 keys are accepted)");
+                        r = reason_set(
+                                ret_reason, -EPROTONOSUPPORT,
+                                "unsupported key type: RSA (only Ed25519 and ECDSA P-256 keys are accepted)");
                 else
                         r = reason_set(ret_reason, -EBADMSG,
-                                       "PEM block is '%s', expected 'PUBLIC KEY' (SubjectPublicKeyInfo)", QUOTE(name));
+                                       "PEM block is '%s', expected 'PUBLIC KEY' (SubjectPublicKeyInfo)",
+                                       QUOTE(name));
                 goto finish;
         }
         if (!isempty(header)) {
@@ -262,8 +274,9 @@ int key_load_public_pem(const void *pem, size_t size, Key **ret, char **ret_reas
         if (!pkey) {
                 /* OpenSSL cannot decode it at all: say what we can tell from the algorithm. */
                 ERR_clear_error();
-                r = reason_set(ret_reason, -EBADMSG,
-                               "cannot decode the SubjectPublicKeyInfo (corrupt, or an algorithm OpenSSL does not know)");
+                r = reason_set(
+                        ret_reason, -EBADMSG,
+                        "cannot decode the SubjectPublicKeyInfo (corrupt, or an algorithm OpenSSL does not know)");
                 goto finish;
         }
         if (q != data + len) {
@@ -287,7 +300,8 @@ int key_load_public_file(const char *path, Key **ret, char **ret_reason) {
 
         r = read_full_file(path, KEY_PEM_MAX, &buf, &size);
         if (r == -EFBIG)
-                return reason_set(ret_reason, r, "%s: larger than %d bytes, not a key file", path, KEY_PEM_MAX);
+                return reason_set(ret_reason, r, "%s: larger than %d bytes, not a key file", path,
+                                  KEY_PEM_MAX);
         if (r < 0)
                 return reason_set(ret_reason, r, "%s: %s", path, strerror(-r));
         r = key_load_public_pem(buf, size, ret, ret_reason);
@@ -318,10 +332,12 @@ int key_load_private_pem(const void *pem, size_t size, Key **ret, char **ret_rea
         }
         if (!streq(name, "PRIVATE KEY") && !streq(name, "EC PRIVATE KEY")) {
                 if (streq(name, "PUBLIC KEY"))
-                        r = reason_set(ret_reason, -EBADMSG, "this is a public key; signing needs the private key");
+                        r = reason_set(ret_reason, -EBADMSG,
+                                       "this is a public key; signing needs the private key");
                 else if (streq(name, "RSA PRIVATE KEY"))
-                        r = reason_set(ret_reason, -EPROTONOSUPPORT,
-                                       "unsupported key type: RSA (only Ed25519 and ECDSA P-256 keys are accepted)");
+                        r = reason_set(
+                                ret_reason, -EPROTONOSUPPORT,
+                                "unsupported key type: RSA (only Ed25519 and ECDSA P-256 keys are accepted)");
                 else
                         r = reason_set(ret_reason, -EBADMSG,
                                        "PEM block is '%s', expected 'PRIVATE KEY' (PKCS#8)", QUOTE(name));
@@ -356,7 +372,8 @@ int key_load_private_file(const char *path, Key **ret, char **ret_reason) {
 
         r = read_full_file(path, KEY_PEM_MAX, &buf, &size);
         if (r == -EFBIG)
-                return reason_set(ret_reason, r, "%s: larger than %d bytes, not a key file", path, KEY_PEM_MAX);
+                return reason_set(ret_reason, r, "%s: larger than %d bytes, not a key file", path,
+                                  KEY_PEM_MAX);
         if (r < 0)
                 return reason_set(ret_reason, r, "%s: %s", path, strerror(-r));
         r = key_load_private_pem(buf, size, ret, ret_reason);
@@ -456,7 +473,8 @@ int keys_generate(KeyType type, const char *path, Key **ret) {
         if (dfd < 0)
                 return -errno;
         /* Refuse before any key material exists when either name is taken. */
-        if (faccessat(dfd, base, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || faccessat(dfd, pubname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        if (faccessat(dfd, base, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+            faccessat(dfd, pubname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
                 return -EEXIST;
 
         pkey = type == KEY_ED25519 ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
@@ -517,7 +535,8 @@ int key_sign(const Key *k, const void *msg, size_t size, uint8_t **ret_sig, size
         if (!ctx)
                 return -ENOMEM;
         /* Ed25519 is used "pure": no digest name, the whole message goes to the algorithm. */
-        if (EVP_DigestSignInit_ex(ctx, NULL, k->type == KEY_ED25519 ? NULL : "SHA256", NULL, NULL, k->pkey, NULL) != 1 ||
+        if (EVP_DigestSignInit_ex(ctx, NULL, k->type == KEY_ED25519 ? NULL : "SHA256", NULL, NULL, k->pkey,
+                                  NULL) != 1 ||
             EVP_DigestSign(ctx, NULL, &len, msg, size) != 1)
                 goto fail;
         sig = malloc(len);
@@ -543,13 +562,15 @@ int key_verify(const Key *k, const void *msg, size_t size, const void *sig, size
          * trailing bytes, minimal integers; S < L for Ed25519). */
         if (k->type == KEY_ED25519 && sig_size != 64)
                 return -EBADMSG;
-        if (k->type == KEY_P256 && (sig_size < 8 || sig_size > KEY_SIGNATURE_MAX || ((const uint8_t *) sig)[0] != 0x30))
+        if (k->type == KEY_P256 &&
+            (sig_size < 8 || sig_size > KEY_SIGNATURE_MAX || ((const uint8_t *) sig)[0] != 0x30))
                 return -EBADMSG;
 
         ctx = EVP_MD_CTX_new();
         if (!ctx)
                 return -ENOMEM;
-        if (EVP_DigestVerifyInit_ex(ctx, NULL, k->type == KEY_ED25519 ? NULL : "SHA256", NULL, NULL, k->pkey, NULL) != 1) {
+        if (EVP_DigestVerifyInit_ex(ctx, NULL, k->type == KEY_ED25519 ? NULL : "SHA256", NULL, NULL, k->pkey,
+                                    NULL) != 1) {
                 ERR_clear_error();
                 return -EIO;
         }
@@ -618,7 +639,8 @@ int trust_set_validate(const TrustSet *t, char **ret_reason) {
         if (t->threshold < 1)
                 return reason_set(ret_reason, -EINVAL, "threshold must be at least 1");
         if (t->threshold > t->n_keys)
-                return reason_set(ret_reason, -EINVAL, "threshold %u is larger than the number of trusted keys (%zu)",
+                return reason_set(ret_reason, -EINVAL,
+                                  "threshold %u is larger than the number of trusted keys (%zu)",
                                   t->threshold, t->n_keys);
         return 0;
 }
@@ -631,7 +653,7 @@ int trust_set_load_files(char *const *paths, unsigned threshold, TrustSet **ret,
         r = trust_set_new(threshold, &t);
         if (r < 0)
                 return reason_set(ret_reason, r, "out of memory");
-        STRV_FOREACH(p, (char **) paths) {
+        STRV_FOREACH (p, (char **) paths) {
                 _cleanup_(key_unrefp) Key *k = NULL;
 
                 r = key_load_public_file(*p, &k, ret_reason);

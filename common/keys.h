@@ -41,10 +41,10 @@ const char *key_type_to_string(KeyType t) _const_; /* "ed25519", "p256" */
 KeyType key_type_from_string(const char *s) _pure_;
 
 /* Largest PEM file we read for a key; real ones are a few hundred bytes. */
-#define KEY_PEM_MAX    (16 * 1024)
+#define KEY_PEM_MAX (16 * 1024)
 /* Longest signature of either algorithm: Ed25519 64, DER ECDSA P-256 at most 72 bytes. */
 #define KEY_SIGNATURE_MAX 72
-#define KEY_ID_HEX_SIZE SHA256_HEX_SIZE
+#define KEY_ID_HEX_SIZE   SHA256_HEX_SIZE
 
 /* A loaded key, reference-counted; may hold the private half. */
 typedef struct Key Key;

@@ -177,14 +177,17 @@ static int list_input(int dfd, char ***ret, char **ret_reason) {
                 if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         return reason_set(ret_reason, -errno, "cannot stat '%s': %m", QUOTE(de->d_name));
                 if (S_ISLNK(st.st_mode))
-                        return reason_set(ret_reason, -ELOOP,
-                                          "'%s' is a symbolic link: not supported, copy the file into the directory",
-                                          QUOTE(de->d_name));
+                        return reason_set(
+                                ret_reason, -ELOOP,
+                                "'%s' is a symbolic link: not supported, copy the file into the directory",
+                                QUOTE(de->d_name));
                 if (S_ISDIR(st.st_mode))
                         return reason_set(ret_reason, -EISDIR,
-                                          "'%s' is a directory: releases are flat lists of files", QUOTE(de->d_name));
+                                          "'%s' is a directory: releases are flat lists of files",
+                                          QUOTE(de->d_name));
                 if (!S_ISREG(st.st_mode))
-                        return reason_set(ret_reason, -EBADF, "'%s' is not a regular file", QUOTE(de->d_name));
+                        return reason_set(ret_reason, -EBADF, "'%s' is not a regular file",
+                                          QUOTE(de->d_name));
                 if (++n > RELEASE_FILES_HARD_MAX)
                         return reason_set(ret_reason, -EFBIG, "more than %d files", RELEASE_FILES_HARD_MAX);
                 r = strv_extend(&names, de->d_name);
@@ -230,8 +233,8 @@ static int build_statement(const ReleaseCreateParams *p, uint64_t created, Relea
 
                 if (asprintf(&url, RELEASE_BLOB_PREFIX "%s", files[i].sha256_hex) < 0)
                         return -ENOMEM;
-                if (json_array_append_new(subject, json_pack("{s:s, s:{s:s}}", "name", files[i].name, "digest",
-                                                             "sha256", files[i].sha256_hex)) < 0 ||
+                if (json_array_append_new(subject, json_pack("{s:s, s:{s:s}}", "name", files[i].name,
+                                                             "digest", "sha256", files[i].sha256_hex)) < 0 ||
                     json_array_append_new(jfiles, json_pack("{s:s, s:I, s:s}", "name", files[i].name, "size",
                                                             (json_int_t) files[i].size, "url", url)) < 0)
                         return -ENOMEM;
@@ -245,10 +248,11 @@ static int build_statement(const ReleaseCreateParams *p, uint64_t created, Relea
         if (json_object_set_new(pred, "created", json_string(release_format_timestamp(c, created))) < 0 ||
             json_object_set_new(pred, "expires", json_string(release_format_timestamp(e, p->expires))) < 0 ||
             json_object_set(pred, "files", jfiles) < 0 ||
-            json_object_set_new(pred, "rollout", json_pack("{s:i}", "percent", (int) p->rollout_percent)) < 0)
+            json_object_set_new(pred, "rollout", json_pack("{s:i}", "percent", (int) p->rollout_percent)) <
+                    0)
                 return -ENOMEM;
-        root = json_pack("{s:s, s:O, s:s, s:O}", "_type", RELEASE_STATEMENT_TYPE, "subject", subject, "predicateType",
-                         RELEASE_PREDICATE_TYPE, "predicate", pred);
+        root = json_pack("{s:s, s:O, s:s, s:O}", "_type", RELEASE_STATEMENT_TYPE, "subject", subject,
+                         "predicateType", RELEASE_PREDICATE_TYPE, "predicate", pred);
         if (!root)
                 return -ENOMEM;
         text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -279,7 +283,8 @@ int release_create(const ReleaseCreateParams *p, char **ret_document, size_t *re
                 return reason_set(ret_reason, -EINVAL, "version must be between 1 and 2^53-1");
         if (p->label && (strlen(p->label) > RELEASE_LABEL_MAX || text_has_control(p->label) ||
                          !utf8_is_valid(p->label, strlen(p->label))))
-                return reason_set(ret_reason, -EINVAL, "label must be UTF-8 text of at most %d bytes without control characters",
+                return reason_set(ret_reason, -EINVAL,
+                                  "label must be UTF-8 text of at most %d bytes without control characters",
                                   RELEASE_LABEL_MAX);
         if (p->rollout_percent > 100)
                 return reason_set(ret_reason, -EINVAL, "rollout percent must be between 0 and 100");
@@ -304,14 +309,17 @@ int release_create(const ReleaseCreateParams *p, char **ret_document, size_t *re
         for (size_t i = 0; i < n; i++) {
                 /* The same rule the hosts apply (release.c), so that nothing is published that
                  * a host would refuse. */
-                if (isempty(names[i]) || names[i][0] == '.' || !filename_is_safe(names[i]) || text_has_control(names[i]))
-                        return reason_set(ret_reason, -EINVAL, "unsafe file name '%s' (hidden, control characters or not UTF-8)",
+                if (isempty(names[i]) || names[i][0] == '.' || !filename_is_safe(names[i]) ||
+                    text_has_control(names[i]))
+                        return reason_set(ret_reason, -EINVAL,
+                                          "unsafe file name '%s' (hidden, control characters or not UTF-8)",
                                           QUOTE(names[i]));
         }
 
         r = open_dir_p(p->repo_dir, "blobs/sha256", &blobs_dfd);
         if (r < 0)
-                return reason_set(ret_reason, r, "cannot create %s/blobs/sha256: %s", p->repo_dir, strerror(-r));
+                return reason_set(ret_reason, r, "cannot create %s/blobs/sha256: %s", p->repo_dir,
+                                  strerror(-r));
 
         files = calloc(n, sizeof(ReleaseFile));
         if (!files)
@@ -343,7 +351,8 @@ int release_create(const ReleaseCreateParams *p, char **ret_document, size_t *re
         if (p->write_document) {
                 _cleanup_close_ int mdfd = -EBADF;
 
-                if (asprintf(&models_sub, "models/%s", p->model) < 0 || asprintf(&docname, "%s.json", p->channel) < 0)
+                if (asprintf(&models_sub, "models/%s", p->model) < 0 ||
+                    asprintf(&docname, "%s.json", p->channel) < 0)
                         return reason_set(ret_reason, -ENOMEM, "out of memory");
                 r = open_dir_p(p->repo_dir, models_sub, &mdfd);
                 if (r < 0)
@@ -351,8 +360,8 @@ int release_create(const ReleaseCreateParams *p, char **ret_document, size_t *re
                                           strerror(-r));
                 r = write_file_atomic_at(mdfd, docname, doc, doc_size, 0644);
                 if (r < 0)
-                        return reason_set(ret_reason, r, "cannot write %s/%s/%s: %s", p->repo_dir, models_sub, docname,
-                                          strerror(-r));
+                        return reason_set(ret_reason, r, "cannot write %s/%s/%s: %s", p->repo_dir,
+                                          models_sub, docname, strerror(-r));
         }
 
         if (ret_document)
@@ -451,9 +460,11 @@ int release_verify_report(const void *document, size_t size, const TrustSet *tru
 
         fprintf(out, "trust: %zu key(s), threshold %u\n", trust->n_keys, trust->threshold);
         for (size_t i = 0; i < trust->n_keys; i++)
-                fprintf(out, "  key %s (%s)\n", key_get_id(trust->keys[i]), key_type_to_string(key_get_type(trust->keys[i])));
+                fprintf(out, "  key %s (%s)\n", key_get_id(trust->keys[i]),
+                        key_type_to_string(key_get_type(trust->keys[i])));
 
-        r = dsse_pae(env->payload_type, strlen(env->payload_type), env->payload, env->payload_size, &pae, &pae_size);
+        r = dsse_pae(env->payload_type, strlen(env->payload_type), env->payload, env->payload_size, &pae,
+                     &pae_size);
         if (r < 0)
                 return report_fail(out, ret_reason, r, strdup("cannot build PAE"));
         for (size_t i = 0; i < env->n_signatures; i++) {
@@ -461,12 +472,14 @@ int release_verify_report(const void *document, size_t size, const TrustSet *tru
                 int idx = trust_set_find(trust, s->keyid);
 
                 if (s->keyid && idx < 0)
-                        fprintf(out, "signature %zu: keyid %s: not a trusted key, ignored\n", i, QUOTE(s->keyid));
+                        fprintf(out, "signature %zu: keyid %s: not a trusted key, ignored\n", i,
+                                QUOTE(s->keyid));
                 else if (s->keyid)
                         fprintf(out, "signature %zu: keyid %s (%s): %s\n", i, s->keyid,
                                 key_type_to_string(key_get_type(trust->keys[idx])),
-                                key_verify(trust->keys[idx], pae, pae_size, s->sig, s->sig_size) >= 0 ? "verified"
-                                                                                                      : "DOES NOT VERIFY");
+                                key_verify(trust->keys[idx], pae, pae_size, s->sig, s->sig_size) >= 0
+                                        ? "verified"
+                                        : "DOES NOT VERIFY");
                 else {
                         const char *by = NULL;
 
@@ -476,7 +489,8 @@ int release_verify_report(const void *document, size_t size, const TrustSet *tru
                         if (by)
                                 fprintf(out, "signature %zu: no keyid: verified by trusted key %s\n", i, by);
                         else
-                                fprintf(out, "signature %zu: no keyid: no trusted key verifies it, ignored\n", i);
+                                fprintf(out,
+                                        "signature %zu: no keyid: no trusted key verifies it, ignored\n", i);
                 }
         }
         r = dsse_verify(env, trust, &payload, &payload_size, &keyids, &reason);
@@ -495,17 +509,18 @@ int release_verify_report(const void *document, size_t size, const TrustSet *tru
         r = release_parse_statement(payload, payload_size, &rel, &reason);
         if (r < 0)
                 return report_fail(out, ret_reason, r, reason);
-        fprintf(out, "statement: %s, predicateType %s: well-formed, subject matches files\n", RELEASE_STATEMENT_TYPE,
-                RELEASE_PREDICATE_TYPE);
-        fprintf(out, "release: model '%s', channel '%s', version %" PRIu64 ", label '%s'\n", rel->model, rel->channel,
-                rel->version, QUOTE(rel->label));
+        fprintf(out, "statement: %s, predicateType %s: well-formed, subject matches files\n",
+                RELEASE_STATEMENT_TYPE, RELEASE_PREDICATE_TYPE);
+        fprintf(out, "release: model '%s', channel '%s', version %" PRIu64 ", label '%s'\n", rel->model,
+                rel->channel, rel->version, QUOTE(rel->label));
         fprintf(out, "created: %s, expires: %s, now: %s\n", release_format_timestamp(t1, rel->created),
-                release_format_timestamp(t2, rel->expires), release_format_timestamp((char[RELEASE_TIMESTAMP_MAX]){}, e->now));
-        fprintf(out, "files: %zu, %s in total, content %s\n", rel->n_files, format_bytes(fb, rel->total_size),
-                rel->content_id);
+                release_format_timestamp(t2, rel->expires),
+                release_format_timestamp((char[RELEASE_TIMESTAMP_MAX]){}, e->now));
+        fprintf(out, "files: %zu, %s in total, content %s\n", rel->n_files,
+                format_bytes(fb, rel->total_size), rel->content_id);
         for (size_t i = 0; i < rel->n_files; i++)
-                fprintf(out, "  %s  %" PRIu64 " bytes  sha256:%s  %s\n", QUOTE(rel->files[i].name), rel->files[i].size,
-                        rel->files[i].sha256_hex, QUOTE(rel->files[i].url));
+                fprintf(out, "  %s  %" PRIu64 " bytes  sha256:%s  %s\n", QUOTE(rel->files[i].name),
+                        rel->files[i].size, rel->files[i].sha256_hex, QUOTE(rel->files[i].url));
         fprintf(out, "rollout: %u%%", rel->rollout_percent);
         if (e->machine_id) {
                 int b = release_rollout_bucket(e->machine_id, rel->model, rel->version);
@@ -513,8 +528,8 @@ int release_verify_report(const void *document, size_t size, const TrustSet *tru
                         fprintf(out, " (this host's bucket: %d)", b);
         }
         fputc('\n', out);
-        fprintf(out, "expected: model %s, channel %s, version > %" PRIu64 "\n", e->model ? e->model : "(any)",
-                e->channel ? e->channel : "(any)", e->high_water);
+        fprintf(out, "expected: model %s, channel %s, version > %" PRIu64 "\n",
+                e->model ? e->model : "(any)", e->channel ? e->channel : "(any)", e->high_water);
 
         r = release_check_statement(rel, e, &reason);
         if (r < 0)

@@ -27,6 +27,15 @@ const char *release_verdict_to_string(ReleaseVerdict v) {
         return v >= 0 && v < _RELEASE_VERDICT_MAX ? release_verdict_table[v] : NULL;
 }
 
+ReleaseVerdict release_verdict_from_string(const char *s) {
+        if (!s)
+                return _RELEASE_VERDICT_INVALID;
+        for (ReleaseVerdict v = 0; v < _RELEASE_VERDICT_MAX; v++)
+                if (streq(s, release_verdict_table[v]))
+                        return v;
+        return _RELEASE_VERDICT_INVALID;
+}
+
 Release *release_free(Release *r) {
         if (!r)
                 return NULL;
@@ -236,9 +245,10 @@ static int parse_name_field(json_t *o, const char *key, const char *where, char 
         if (r < 0)
                 return r;
         if (!name_is_valid(s, RELEASE_NAME_MAX))
-                return reason_set(ret_reason, -EBADMSG,
-                                  "%s.%s: '%s' is not a valid name ([A-Za-z0-9._-], not starting with '.' or '-')",
-                                  where, key, QUOTE(s));
+                return reason_set(
+                        ret_reason, -EBADMSG,
+                        "%s.%s: '%s' is not a valid name ([A-Za-z0-9._-], not starting with '.' or '-')",
+                        where, key, QUOTE(s));
         c = strdup(s);
         if (!c)
                 return reason_set(ret_reason, -ENOMEM, "out of memory");
@@ -254,9 +264,10 @@ static int parse_timestamp_field(json_t *o, const char *key, uint64_t *ret, char
         if (r < 0)
                 return r;
         if (release_parse_timestamp(s, ret) < 0)
-                return reason_set(ret_reason, -EBADMSG,
-                                  "predicate.%s: '%s' is not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)", key,
-                                  QUOTE(s));
+                return reason_set(
+                        ret_reason, -EBADMSG,
+                        "predicate.%s: '%s' is not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)", key,
+                        QUOTE(s));
         return 0;
 }
 
@@ -287,8 +298,8 @@ static int parse_file(json_t *o, size_t i, ReleaseFile *f, char **ret_reason) {
                 return r;
         problem = file_name_problem(s);
         if (problem)
-                return reason_set(ret_reason, -EBADMSG, "%s.name: unsafe file name '%s': %s", where, QUOTE(s),
-                                  problem);
+                return reason_set(ret_reason, -EBADMSG, "%s.name: unsafe file name '%s': %s", where,
+                                  QUOTE(s), problem);
         f->name = strdup(s);
         if (!f->name)
                 return reason_set(ret_reason, -ENOMEM, "out of memory");
@@ -303,13 +314,15 @@ static int parse_file(json_t *o, size_t i, ReleaseFile *f, char **ret_reason) {
         if (startswith(s, RELEASE_BLOB_PREFIX)) {
                 if (!sha256_hex_is_valid(startswith(s, RELEASE_BLOB_PREFIX)))
                         return reason_set(ret_reason, -EBADMSG,
-                                          "%s.url: '%s' is not " RELEASE_BLOB_PREFIX "<64 lowercase hex digits>", where,
-                                          QUOTE(s));
+                                          "%s.url: '%s' is not " RELEASE_BLOB_PREFIX
+                                          "<64 lowercase hex digits>",
+                                          where, QUOTE(s));
         } else if (url_is_https(s))
                 f->external = true;
         else
                 return reason_set(ret_reason, -EBADMSG,
-                                  "%s.url: '%s' is neither " RELEASE_BLOB_PREFIX "<sha256> (relative to the repository) nor an https:// URL",
+                                  "%s.url: '%s' is neither " RELEASE_BLOB_PREFIX
+                                  "<sha256> (relative to the repository) nor an https:// URL",
                                   where, QUOTE(s));
         f->url = strdup(s);
         if (!f->url)
@@ -346,9 +359,10 @@ static int parse_subjects(json_t *subjects, Release *rel, char **ret_reason) {
         if (!json_is_array(subjects))
                 return reason_set(ret_reason, -EBADMSG, "statement.subject: not an array");
         if (json_array_size(subjects) != rel->n_files)
-                return reason_set(ret_reason, -EBADMSG,
-                                  "statement.subject has %zu entries but predicate.files has %zu: they must match one to one",
-                                  json_array_size(subjects), rel->n_files);
+                return reason_set(
+                        ret_reason, -EBADMSG,
+                        "statement.subject has %zu entries but predicate.files has %zu: they must match one to one",
+                        json_array_size(subjects), rel->n_files);
 
         sorted = calloc(rel->n_files, sizeof(ReleaseFile *));
         seen = calloc(rel->n_files, sizeof(bool));
@@ -378,11 +392,12 @@ static int parse_subjects(json_t *subjects, Release *rel, char **ret_reason) {
                         return r;
                 idx = find_file(sorted, rel->n_files, name);
                 if (idx < 0)
-                        return reason_set(ret_reason, -EBADMSG, "%s.name: '%s' is not in predicate.files", where,
-                                          QUOTE(name));
-                if (seen[idx])
-                        return reason_set(ret_reason, -EBADMSG, "%s.name: '%s' is listed twice in the subject",
+                        return reason_set(ret_reason, -EBADMSG, "%s.name: '%s' is not in predicate.files",
                                           where, QUOTE(name));
+                if (seen[idx])
+                        return reason_set(ret_reason, -EBADMSG,
+                                          "%s.name: '%s' is listed twice in the subject", where,
+                                          QUOTE(name));
                 seen[idx] = true;
                 f = sorted[idx];
 
@@ -397,7 +412,8 @@ static int parse_subjects(json_t *subjects, Release *rel, char **ret_reason) {
                 if (r < 0)
                         return r;
                 if (!sha256_hex_is_valid(hex))
-                        return reason_set(ret_reason, -EBADMSG, "%s.sha256: not 64 lowercase hex digits", dwhere);
+                        return reason_set(ret_reason, -EBADMSG, "%s.sha256: not 64 lowercase hex digits",
+                                          dwhere);
                 memcpy(f->sha256_hex, hex, SHA256_HEX_SIZE);
                 if (hex_decode(hex, f->sha256, SHA256_DIGEST_SIZE) < 0)
                         return reason_set(ret_reason, -EBADMSG, "%s.sha256: not hex", dwhere);
@@ -405,16 +421,16 @@ static int parse_subjects(json_t *subjects, Release *rel, char **ret_reason) {
                  * document could point every file at one (valid, other) blob. */
                 if (!f->external && !streq(startswith(f->url, RELEASE_BLOB_PREFIX), hex))
                         return reason_set(ret_reason, -EBADMSG,
-                                          "file '%s': url names blob %s but its subject digest is %s", QUOTE(f->name),
-                                          startswith(f->url, RELEASE_BLOB_PREFIX), hex);
+                                          "file '%s': url names blob %s but its subject digest is %s",
+                                          QUOTE(f->name), startswith(f->url, RELEASE_BLOB_PREFIX), hex);
         }
         return 0;
 }
 
 int release_parse_statement(const void *payload, size_t size, Release **ret, char **ret_reason) {
         static const char *const fields[] = {"_type", "subject", "predicateType", "predicate", NULL};
-        static const char *const predicate_fields[] = {"model", "channel", "version", "label", "created",
-                                                       "expires", "files", "rollout", NULL};
+        static const char *const predicate_fields[] = {"model",   "channel", "version", "label", "created",
+                                                       "expires", "files",   "rollout", NULL};
         static const char *const rollout_fields[] = {"percent", NULL};
         _cleanup_(json_decrefp) json_t *root = NULL;
         _cleanup_(release_freep) Release *rel = NULL;
@@ -428,8 +444,9 @@ int release_parse_statement(const void *payload, size_t size, Release **ret, cha
 
         root = json_loadb(payload, size, JSON_STRICT_LOAD_FLAGS, &err);
         if (!root)
-                return reason_set(ret_reason, -EBADMSG, "statement is not valid JSON: %s at line %d column %d",
-                                  QUOTE(err.text), err.line, err.column);
+                return reason_set(ret_reason, -EBADMSG,
+                                  "statement is not valid JSON: %s at line %d column %d", QUOTE(err.text),
+                                  err.line, err.column);
         if (!json_is_object(root))
                 return reason_set(ret_reason, -EBADMSG, "statement: not a JSON object");
 
@@ -438,14 +455,15 @@ int release_parse_statement(const void *payload, size_t size, Release **ret, cha
         if (r < 0)
                 return r;
         if (!streq(s, RELEASE_STATEMENT_TYPE))
-                return reason_set(ret_reason, -EPROTONOSUPPORT, "statement _type is '%s', expected '%s'", QUOTE(s),
-                                  RELEASE_STATEMENT_TYPE);
+                return reason_set(ret_reason, -EPROTONOSUPPORT, "statement _type is '%s', expected '%s'",
+                                  QUOTE(s), RELEASE_STATEMENT_TYPE);
         r = json_strict_string(root, "predicateType", "statement", true, 0, 256, &s, ret_reason);
         if (r < 0)
                 return r;
         if (!streq(s, RELEASE_PREDICATE_TYPE))
-                return reason_set(ret_reason, -EPROTONOSUPPORT, "statement predicateType is '%s', expected '%s'",
-                                  QUOTE(s), RELEASE_PREDICATE_TYPE);
+                return reason_set(ret_reason, -EPROTONOSUPPORT,
+                                  "statement predicateType is '%s', expected '%s'", QUOTE(s),
+                                  RELEASE_PREDICATE_TYPE);
         r = json_strict_object(root, "statement", fields, ret_reason);
         if (r < 0)
                 return r;
@@ -479,7 +497,8 @@ int release_parse_statement(const void *payload, size_t size, Release **ret, cha
                 return r;
         for (const unsigned char *p = (const unsigned char *) s; *p; p++)
                 if (*p < 0x20 || *p == 0x7f)
-                        return reason_set(ret_reason, -EBADMSG, "predicate.label: contains a control character");
+                        return reason_set(ret_reason, -EBADMSG,
+                                          "predicate.label: contains a control character");
         rel->label = strdup(s);
         if (!rel->label)
                 return reason_set(ret_reason, -ENOMEM, "out of memory");
@@ -491,7 +510,8 @@ int release_parse_statement(const void *payload, size_t size, Release **ret, cha
         if (r < 0)
                 return r;
         if (rel->expires <= rel->created)
-                return reason_set(ret_reason, -EBADMSG, "predicate.expires is not later than predicate.created");
+                return reason_set(ret_reason, -EBADMSG,
+                                  "predicate.expires is not later than predicate.created");
 
         rel->rollout_percent = 100;
         rollout = json_object_get(pred, "rollout");
@@ -511,9 +531,11 @@ int release_parse_statement(const void *payload, size_t size, Release **ret, cha
         if (!json_is_array(files))
                 return reason_set(ret_reason, -EBADMSG, "predicate.files: not an array");
         if (json_array_size(files) == 0)
-                return reason_set(ret_reason, -EBADMSG, "predicate.files: empty (a release has at least one file)");
+                return reason_set(ret_reason, -EBADMSG,
+                                  "predicate.files: empty (a release has at least one file)");
         if (json_array_size(files) > RELEASE_FILES_HARD_MAX)
-                return reason_set(ret_reason, -EFBIG, "predicate.files: %zu files, more than the limit of %d",
+                return reason_set(ret_reason, -EFBIG,
+                                  "predicate.files: %zu files, more than the limit of %d",
                                   json_array_size(files), RELEASE_FILES_HARD_MAX);
         rel->files = calloc(json_array_size(files), sizeof(ReleaseFile));
         if (!rel->files)
@@ -550,50 +572,60 @@ int release_check_statement(const Release *r, const ReleaseExpect *e, char **ret
 
         /* Mix-and-match: a validly signed release of another model or channel. */
         if (e->model && !streq(r->model, e->model))
-                return reason_set(ret_reason, -EXDEV, "release is for model '%s', this host expects '%s'", r->model,
-                                  e->model);
+                return reason_set(ret_reason, -EXDEV, "release is for model '%s', this host expects '%s'",
+                                  r->model, e->model);
         if (e->channel && !streq(r->channel, e->channel))
                 return reason_set(ret_reason, -EXDEV, "release is for channel '%s', this host follows '%s'",
                                   r->channel, e->channel);
 
         if (r->created > e->now && r->created - e->now > e->limits.max_clock_skew)
-                return reason_set(ret_reason, -ETIME,
-                                  "release was created at %s, in the future of this host's clock (%s) by more than the allowed skew",
-                                  release_format_timestamp(a, r->created), release_format_timestamp(b, e->now));
+                return reason_set(
+                        ret_reason, -ETIME,
+                        "release was created at %s, in the future of this host's clock (%s) by more than the allowed skew",
+                        release_format_timestamp(a, r->created), release_format_timestamp(b, e->now));
         /* Freeze attack: an old, validly signed document replayed to keep the host from seeing
          * newer ones. */
         if (r->expires <= e->now)
-                return reason_set(ret_reason, -ESTALE, "release expired at %s (now %s): refusing a possibly frozen document",
-                                  release_format_timestamp(a, r->expires), release_format_timestamp(b, e->now));
+                return reason_set(ret_reason, -ESTALE,
+                                  "release expired at %s (now %s): refusing a possibly frozen document",
+                                  release_format_timestamp(a, r->expires),
+                                  release_format_timestamp(b, e->now));
 
         if (r->n_files > e->limits.max_files)
-                return reason_set(ret_reason, -EFBIG, "release has %zu files, more than the limit of %zu", r->n_files,
-                                  e->limits.max_files);
+                return reason_set(ret_reason, -EFBIG, "release has %zu files, more than the limit of %zu",
+                                  r->n_files, e->limits.max_files);
         for (size_t i = 0; i < r->n_files; i++)
                 if (r->files[i].size > e->limits.max_file_size)
-                        return reason_set(ret_reason, -EFBIG, "file '%s' is %s, more than the limit of %s per file",
+                        return reason_set(ret_reason, -EFBIG,
+                                          "file '%s' is %s, more than the limit of %s per file",
                                           QUOTE(r->files[i].name), format_bytes(fa, r->files[i].size),
                                           format_bytes(fb, e->limits.max_file_size));
         if (r->total_size > e->limits.max_total_size)
                 return reason_set(ret_reason, -EFBIG, "release is %s in total, more than the limit of %s",
-                                  format_bytes(fa, r->total_size), format_bytes(fb, e->limits.max_total_size));
+                                  format_bytes(fa, r->total_size),
+                                  format_bytes(fb, e->limits.max_total_size));
 
         if (!e->limits.allow_external_urls)
                 for (size_t i = 0; i < r->n_files; i++)
                         if (r->files[i].external)
-                                return reason_set(ret_reason, -EPERM,
-                                                  "file '%s' has an absolute URL (%s); only " RELEASE_BLOB_PREFIX "<sha256> in the repository is allowed",
-                                                  QUOTE(r->files[i].name), QUOTE(r->files[i].url));
+                                return reason_set(
+                                        ret_reason, -EPERM,
+                                        "file '%s' has an absolute URL (%s); only " RELEASE_BLOB_PREFIX
+                                        "<sha256> in the repository is allowed",
+                                        QUOTE(r->files[i].name), QUOTE(r->files[i].url));
 
         if (r->version < e->high_water)
                 return reason_set(ret_reason, -ERANGE,
-                                  "version %" PRIu64 " is lower than version %" PRIu64 " already accepted on channel '%s': downgrade refused",
+                                  "version %" PRIu64 " is lower than version %" PRIu64
+                                  " already accepted on channel '%s': downgrade refused",
                                   r->version, e->high_water, r->channel);
         if (r->version == e->high_water) {
                 if (e->high_water_content && !streq(e->high_water_content, r->content_id))
-                        return reason_set(ret_reason, -EEXIST,
-                                          "version %" PRIu64 " was already accepted with other files (content %s, now %s): a version never changes",
-                                          r->version, e->high_water_content, r->content_id);
+                        return reason_set(
+                                ret_reason, -EEXIST,
+                                "version %" PRIu64
+                                " was already accepted with other files (content %s, now %s): a version never changes",
+                                r->version, e->high_water_content, r->content_id);
                 return RELEASE_VERDICT_CURRENT;
         }
 

@@ -37,31 +37,31 @@
 #define RELEASE_STATEMENT_TYPE "https://in-toto.io/Statement/v1"
 #define RELEASE_PREDICATE_TYPE "https://modelkeeper.dev/release/v1"
 
-#define RELEASE_NAME_MAX       64          /* model and channel (name_is_valid()), as MODEL_NAME_MAX */
-#define RELEASE_LABEL_MAX      128
-#define RELEASE_URL_MAX        2048
-#define RELEASE_FILES_HARD_MAX 4096        /* parser bound, before the host's own max_files */
+#define RELEASE_NAME_MAX          64 /* model and channel (name_is_valid()), as MODEL_NAME_MAX */
+#define RELEASE_LABEL_MAX         128
+#define RELEASE_URL_MAX           2048
+#define RELEASE_FILES_HARD_MAX    4096       /* parser bound, before the host's own max_files */
 #define RELEASE_DOCUMENT_HARD_MAX (16 * MIB) /* parser bound for tools (sign, verify) */
-#define RELEASE_BLOB_PREFIX    "blobs/sha256/"
-#define RELEASE_TIMESTAMP_MAX  32          /* "YYYY-MM-DDTHH:MM:SSZ" and NUL, with room */
+#define RELEASE_BLOB_PREFIX       "blobs/sha256/"
+#define RELEASE_TIMESTAMP_MAX     32 /* "YYYY-MM-DDTHH:MM:SSZ" and NUL, with room */
 
 typedef struct ReleaseFile {
         char *name;
         uint64_t size;
         uint8_t sha256[SHA256_DIGEST_SIZE];
         char sha256_hex[SHA256_HEX_SIZE];
-        char *url;             /* as written: "blobs/sha256/<hex>" (relative to the repository base) or https://… */
-        bool external;         /* url is an absolute https:// URL */
+        char *url; /* as written: "blobs/sha256/<hex>" (relative to the repository base) or https://… */
+        bool external; /* url is an absolute https:// URL */
 } ReleaseFile;
 
 typedef struct Release {
         char *model;
         char *channel;
         uint64_t version;
-        char *label;           /* "" when absent */
-        uint64_t created;      /* µs since the epoch (UTC) */
+        char *label;      /* "" when absent */
+        uint64_t created; /* µs since the epoch (UTC) */
         uint64_t expires;
-        ReleaseFile *files;    /* in document order */
+        ReleaseFile *files; /* in document order */
         size_t n_files;
         uint64_t total_size;
         unsigned rollout_percent; /* 100 when "rollout" is absent */
@@ -80,23 +80,23 @@ int release_parse_statement(const void *payload, size_t size, Release **ret, cha
 
 /* Host limits; the defaults equal the configuration defaults of a model file's "source:" section. */
 typedef struct ReleaseLimits {
-        size_t max_document_size;   /* bytes of the envelope as downloaded */
+        size_t max_document_size; /* bytes of the envelope as downloaded */
         uint64_t max_file_size;
         uint64_t max_total_size;
         size_t max_files;
-        uint64_t max_clock_skew;    /* µs "created" may lie in the future of "now" */
-        bool allow_external_urls;   /* accept https:// file URLs on other hosts */
+        uint64_t max_clock_skew;  /* µs "created" may lie in the future of "now" */
+        bool allow_external_urls; /* accept https:// file URLs on other hosts */
 } ReleaseLimits;
 
 #define RELEASE_CLOCK_SKEW_DEFAULT (3600 * USEC_PER_SEC)
-#define RELEASE_LIMITS_DEFAULT                                                                             \
-        ((ReleaseLimits){                                                                                  \
-                .max_document_size = 1 * MIB,                                                              \
-                .max_file_size = 64 * GIB,                                                                 \
-                .max_total_size = 256 * GIB,                                                               \
-                .max_files = 1024,                                                                         \
-                .max_clock_skew = RELEASE_CLOCK_SKEW_DEFAULT,                                              \
-                .allow_external_urls = false,                                                              \
+#define RELEASE_LIMITS_DEFAULT                                \
+        ((ReleaseLimits){                                     \
+                .max_document_size = 1 * MIB,                 \
+                .max_file_size = 64 * GIB,                    \
+                .max_total_size = 256 * GIB,                  \
+                .max_files = 1024,                            \
+                .max_clock_skew = RELEASE_CLOCK_SKEW_DEFAULT, \
+                .allow_external_urls = false,                 \
         })
 
 /* What this host expects. */
@@ -119,6 +119,7 @@ typedef enum ReleaseVerdict {
 } ReleaseVerdict;
 
 const char *release_verdict_to_string(ReleaseVerdict v) _const_; /* "new", "current", "not-selected" */
+ReleaseVerdict release_verdict_from_string(const char *s) _pure_;
 
 /* The policy checks of RELEASE-FORMAT.md §6 steps 6–11 on a parsed release. */
 int release_check_statement(const Release *r, const ReleaseExpect *e, char **ret_reason);
@@ -154,13 +155,13 @@ typedef struct ReleaseCreateParams {
         const char *model;
         const char *channel;
         uint64_t version;
-        const char *label;          /* NULL or "": omitted */
-        uint64_t created;           /* µs; 0: now */
-        uint64_t expires;           /* µs, absolute */
-        unsigned rollout_percent;   /* 0..100 */
-        const char *input_dir;      /* regular files only: no symlinks, no subdirectories, no hidden files */
-        const char *repo_dir;       /* blobs go to REPO/blobs/sha256/<hex> */
-        bool write_document;        /* also write REPO/models/<model>/<channel>.json (unsigned) */
+        const char *label;        /* NULL or "": omitted */
+        uint64_t created;         /* µs; 0: now */
+        uint64_t expires;         /* µs, absolute */
+        unsigned rollout_percent; /* 0..100 */
+        const char *input_dir;    /* regular files only: no symlinks, no subdirectories, no hidden files */
+        const char *repo_dir;     /* blobs go to REPO/blobs/sha256/<hex> */
+        bool write_document;      /* also write REPO/models/<model>/<channel>.json (unsigned) */
 } ReleaseCreateParams;
 
 /* Hash every file of input_dir, copy each to REPO/blobs/sha256/<hex> (temporary file, fsync,

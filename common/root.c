@@ -95,8 +95,10 @@ int root_parse_payload(const void *payload, size_t size, Root **ret, char **ret_
         if (k < 0)
                 return k;
         if (release_parse_timestamp(s, &r->expires) < 0)
-                return reason_set(ret_reason, -EBADMSG,
-                                  "root.expires: '%s' is not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)", QUOTE(s));
+                return reason_set(
+                        ret_reason, -EBADMSG,
+                        "root.expires: '%s' is not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)",
+                        QUOTE(s));
         k = json_strict_uint(j, "threshold", "root", true, 1, TRUST_KEYS_MAX, &threshold, ret_reason);
         if (k < 0)
                 return k;
@@ -175,7 +177,8 @@ int root_load_document(const void *document, size_t size, Root **ret, char **ret
                 return k;
         k = dsse_verify(env, r->trust, NULL, NULL, NULL, ret_reason);
         if (k < 0)
-                return reason_prefix(ret_reason, k, "root version %" PRIu64 " is not signed by its own keys", r->version);
+                return reason_prefix(ret_reason, k, "root version %" PRIu64 " is not signed by its own keys",
+                                     r->version);
         k = attach_document(r, document, size);
         if (k < 0)
                 return reason_set(ret_reason, k, "out of memory");
@@ -198,10 +201,12 @@ int root_verify_next(const Root *current, const void *document, size_t size, Roo
         /* The old keys vouch for the new document before a byte of its payload is read. */
         k = dsse_verify(env, current->trust, &payload, &payload_size, NULL, ret_reason);
         if (k < 0)
-                return reason_prefix(ret_reason, k, "root %" PRIu64 " is not signed by the threshold of the current root",
+                return reason_prefix(ret_reason, k,
+                                     "root %" PRIu64 " is not signed by the threshold of the current root",
                                      current->version + 1);
         if (!streq(env->payload_type, ROOT_PAYLOAD_TYPE))
-                return reason_set(ret_reason, -EPROTONOSUPPORT, "root %" PRIu64 ": payloadType is '%s', expected '%s'",
+                return reason_set(ret_reason, -EPROTONOSUPPORT,
+                                  "root %" PRIu64 ": payloadType is '%s', expected '%s'",
                                   current->version + 1, QUOTE(env->payload_type), ROOT_PAYLOAD_TYPE);
         k = root_parse_payload(payload, payload_size, &next, ret_reason);
         if (k < 0)
@@ -209,12 +214,14 @@ int root_verify_next(const Root *current, const void *document, size_t size, Roo
         /* Rollback and skips: root N+1 must say N+1. A document for N+2 served as N+1 would let
          * an attacker skip a rotation the old keys never signed. */
         if (next->version != current->version + 1)
-                return reason_set(ret_reason, -ERANGE, "root document carries version %" PRIu64 ", expected %" PRIu64,
+                return reason_set(ret_reason, -ERANGE,
+                                  "root document carries version %" PRIu64 ", expected %" PRIu64,
                                   next->version, current->version + 1);
         /* The new keys must be able to sign too: no rotation to keys nobody holds. */
         k = dsse_verify(env, next->trust, NULL, NULL, NULL, ret_reason);
         if (k < 0)
-                return reason_prefix(ret_reason, k, "root %" PRIu64 " is not signed by the threshold of its own keys",
+                return reason_prefix(ret_reason, k,
+                                     "root %" PRIu64 " is not signed by the threshold of its own keys",
                                      next->version);
         k = attach_document(next, document, size);
         if (k < 0)
@@ -229,8 +236,9 @@ int root_check_expiry(const Root *r, uint64_t now, char **ret_reason) {
         assert_return(r, -EINVAL);
         if (r->expires == USEC_INFINITY || r->expires > now)
                 return 0;
-        return reason_set(ret_reason, -ESTALE, "trust root version %" PRIu64 " expired at %s (now %s)", r->version,
-                          release_format_timestamp(a, r->expires), release_format_timestamp(b, now));
+        return reason_set(ret_reason, -ESTALE, "trust root version %" PRIu64 " expired at %s (now %s)",
+                          r->version, release_format_timestamp(a, r->expires),
+                          release_format_timestamp(b, now));
 }
 
 int root_walk(const Root *trusted, RootFetchFn fetch, void *userdata, unsigned max_steps, Root **ret,
@@ -256,8 +264,8 @@ int root_walk(const Root *trusted, RootFetchFn fetch, void *userdata, unsigned m
                 if (k == -ENOENT)
                         break;
                 if (k < 0)
-                        return reason_set(ret_reason, k, "cannot fetch root %" PRIu64 ": %s", cur->version + 1,
-                                          strerror(-k));
+                        return reason_set(ret_reason, k, "cannot fetch root %" PRIu64 ": %s",
+                                          cur->version + 1, strerror(-k));
                 k = root_verify_next(cur, data, size, &next, ret_reason);
                 if (k < 0)
                         return k;
@@ -292,7 +300,8 @@ int root_fingerprint(const Root *r, char ret[static SHA256_HEX_SIZE]) {
         f = open_memstream(&text, &len);
         if (!f)
                 return -ENOMEM;
-        fprintf(f, "modelkeeper-root-v1\n%" PRIu64 "\n%" PRIu64 "\n%u\n", r->version, r->expires, r->trust->threshold);
+        fprintf(f, "modelkeeper-root-v1\n%" PRIu64 "\n%" PRIu64 "\n%u\n", r->version, r->expires,
+                r->trust->threshold);
         for (size_t i = 0; i < r->trust->n_keys; i++)
                 fprintf(f, "%s\n", ids[i]);
         if (fclose(f) != 0)
@@ -343,7 +352,8 @@ int root_state_parse(const void *data, size_t size, const Root *configured, Root
         assert_return((data || size == 0) && configured && ret, -EINVAL);
 
         if (size > 2 * ROOT_DOCUMENT_MAX)
-                return reason_set(ret_reason, -EFBIG, "root state is larger than %d bytes", 2 * ROOT_DOCUMENT_MAX);
+                return reason_set(ret_reason, -EFBIG, "root state is larger than %d bytes",
+                                  2 * ROOT_DOCUMENT_MAX);
         j = json_loadb(data, size, JSON_STRICT_LOAD_FLAGS, &err);
         if (!j)
                 return reason_set(ret_reason, -EBADMSG, "root state is not valid JSON: %s", QUOTE(err.text));
@@ -357,8 +367,9 @@ int root_state_parse(const void *data, size_t size, const Root *configured, Root
         if (k < 0)
                 return reason_set(ret_reason, k, "cannot fingerprint the configured root");
         if (!streq(base, fp))
-                return reason_set(ret_reason, -ESTALE,
-                                  "the stored trust root was reached from another configured root; starting from the configured one");
+                return reason_set(
+                        ret_reason, -ESTALE,
+                        "the stored trust root was reached from another configured root; starting from the configured one");
 
         doc = json_object_get(j, "document");
         if (!doc || json_is_null(doc))
@@ -370,7 +381,8 @@ int root_state_parse(const void *data, size_t size, const Root *configured, Root
                 return k;
         if (r->version < configured->version)
                 return reason_set(ret_reason, -ESTALE,
-                                  "stored trust root version %" PRIu64 " is older than the configured version %" PRIu64,
+                                  "stored trust root version %" PRIu64
+                                  " is older than the configured version %" PRIu64,
                                   r->version, configured->version);
         *ret = TAKE_PTR(r);
         return 0;
@@ -421,7 +433,8 @@ int root_create(uint64_t version, uint64_t expires, const TrustSet *t, char **re
         return 0;
 }
 
-int root_sign(const void *document, size_t size, const Key *key, char **ret, size_t *ret_size, char **ret_reason) {
+int root_sign(const void *document, size_t size, const Key *key, char **ret, size_t *ret_size,
+              char **ret_reason) {
         _cleanup_(dsse_envelope_freep) DsseEnvelope *env = NULL;
         _cleanup_(root_freep) Root *r = NULL;
         int k;

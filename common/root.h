@@ -27,16 +27,16 @@
 #include "keys.h"
 #include "macros.h"
 
-#define ROOT_PAYLOAD_TYPE      "application/vnd.modelkeeper.root+json"
-#define ROOT_DOCUMENT_MAX      (64 * 1024)
+#define ROOT_PAYLOAD_TYPE "application/vnd.modelkeeper.root+json"
+#define ROOT_DOCUMENT_MAX (64 * 1024)
 /* Rotations applied per walk at most (TUF's max_root_rotations); the next walk continues. */
-#define ROOT_WALK_STEPS_MAX    32
+#define ROOT_WALK_STEPS_MAX 32
 
 typedef struct Root {
         uint64_t version;
-        uint64_t expires;          /* µs since the epoch; USEC_INFINITY: never (implicit root) */
+        uint64_t expires; /* µs since the epoch; USEC_INFINITY: never (implicit root) */
         TrustSet *trust;
-        char *document;            /* the signed envelope this root came from; NULL: implicit */
+        char *document; /* the signed envelope this root came from; NULL: implicit */
         size_t document_size;
 } Root;
 
@@ -93,4 +93,5 @@ int root_state_parse(const void *data, size_t size, const Root *configured, Root
  * refuses a second signature by the same key. */
 int root_create(uint64_t version, uint64_t expires, const TrustSet *t, char **ret, size_t *ret_size,
                 char **ret_reason);
-int root_sign(const void *document, size_t size, const Key *key, char **ret, size_t *ret_size, char **ret_reason);
+int root_sign(const void *document, size_t size, const Key *key, char **ret, size_t *ret_size,
+              char **ret_reason);

@@ -7,11 +7,10 @@
  *
  *   release-tool keygen ed25519|p256 PATH
  *   release-tool keyid PUB.pem
- *   release-tool create MODEL CHANNEL VERSION EXPIRES PERCENT INPUT_DIR REPO_DIR   (unsigned, written into REPO)
- *   release-tool sign KEY DOCUMENT                      (release_sign_file: in place)
- *   release-tool verify THRESHOLD DOCUMENT PUB.pem...   (report on stdout; exit 0 when accepted)
- *   release-tool verify-as MODEL CHANNEL HIGH_WATER THRESHOLD DOCUMENT PUB.pem...
- *   release-tool pae DOCUMENT                           (PAE bytes on stdout)
+ *   release-tool create MODEL CHANNEL VERSION EXPIRES PERCENT INPUT_DIR REPO_DIR   (unsigned, written into
+ * REPO) release-tool sign KEY DOCUMENT                      (release_sign_file: in place) release-tool
+ * verify THRESHOLD DOCUMENT PUB.pem...   (report on stdout; exit 0 when accepted) release-tool verify-as
+ * MODEL CHANNEL HIGH_WATER THRESHOLD DOCUMENT PUB.pem... release-tool pae DOCUMENT (PAE bytes on stdout)
  *   release-tool envelope TYPE PAYLOAD_FILE             (unsigned envelope on stdout)
  *   release-tool dsse-sign KEY DOCUMENT                 (any payload; in place)
  *   release-tool root-create VERSION EXPIRES THRESHOLD OUT PUB.pem...
@@ -62,8 +61,8 @@ static int load_trust(unsigned threshold, char **paths, TrustSet **ret) {
         return 0;
 }
 
-static int cmd_verify(const char *model, const char *channel, uint64_t hw, unsigned threshold, const char *doc,
-                      char **pubs) {
+static int cmd_verify(const char *model, const char *channel, uint64_t hw, unsigned threshold,
+                      const char *doc, char **pubs) {
         _cleanup_(trust_set_freep) TrustSet *t = NULL;
         _cleanup_free_ char *buf = NULL, *reason = NULL;
         size_t size = 0;
@@ -141,7 +140,8 @@ int main(int argc, char *argv[]) {
                 printf("%s/models/%s/%s.json\n", argv[8], argv[2], argv[3]);
                 return 0;
         }
-        if ((streq(argv[1], "sign") || streq(argv[1], "dsse-sign") || streq(argv[1], "root-sign")) && argc == 4) {
+        if ((streq(argv[1], "sign") || streq(argv[1], "dsse-sign") || streq(argv[1], "root-sign")) &&
+            argc == 4) {
                 _cleanup_(key_unrefp) Key *k = NULL;
                 _cleanup_free_ char *buf = NULL, *out = NULL;
                 size_t size = 0, out_size = 0;
@@ -174,8 +174,8 @@ int main(int argc, char *argv[]) {
         if (streq(argv[1], "verify") && argc >= 5)
                 return cmd_verify(NULL, NULL, 0, (unsigned) atoi(argv[2]), argv[3], argv + 4);
         if (streq(argv[1], "verify-as") && argc >= 8)
-                return cmd_verify(argv[2], argv[3], strtoull(argv[4], NULL, 10), (unsigned) atoi(argv[5]), argv[6],
-                                  argv + 7);
+                return cmd_verify(argv[2], argv[3], strtoull(argv[4], NULL, 10), (unsigned) atoi(argv[5]),
+                                  argv[6], argv + 7);
         if (streq(argv[1], "pae") && argc == 3) {
                 _cleanup_(dsse_envelope_freep) DsseEnvelope *e = NULL;
                 _cleanup_free_ char *buf = NULL;
@@ -188,7 +188,8 @@ int main(int argc, char *argv[]) {
                 r = dsse_parse(buf, size, RELEASE_DOCUMENT_HARD_MAX, &e, &reason);
                 if (r < 0)
                         return die(r, "pae", reason);
-                r = dsse_pae(e->payload_type, strlen(e->payload_type), e->payload, e->payload_size, &pae, &n);
+                r = dsse_pae(e->payload_type, strlen(e->payload_type), e->payload, e->payload_size, &pae,
+                             &n);
                 if (r < 0)
                         return die(r, "pae", NULL);
                 return fwrite(pae, 1, n, stdout) == n ? 0 : 1;

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static TrustSet *fixed_trust(void) {
         static TrustSet *t = NULL;
-        static const uint8_t seed[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        static const uint8_t seed[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                          17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
         EVP_PKEY *p;
         BIO *bio;
@@ -62,7 +62,8 @@ static void check_envelope(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < e->n_signatures; i++) {
                 assert_se(streq_ptr(e->signatures[i].keyid, back->signatures[i].keyid));
                 assert_se(e->signatures[i].sig_size == back->signatures[i].sig_size &&
-                          memcmp(e->signatures[i].sig, back->signatures[i].sig, e->signatures[i].sig_size) == 0);
+                          memcmp(e->signatures[i].sig, back->signatures[i].sig, e->signatures[i].sig_size) ==
+                                  0);
         }
         (void) dsse_verify(e, fixed_trust(), NULL, NULL, NULL, NULL);
 
@@ -93,12 +94,14 @@ static void check_statement(const uint8_t *data, size_t size) {
                 return;
         }
         /* Invariants of an accepted statement. */
-        assert_se(r->n_files >= 1 && r->version >= 1 && r->rollout_percent <= 100 && r->expires > r->created);
+        assert_se(r->n_files >= 1 && r->version >= 1 && r->rollout_percent <= 100 &&
+                  r->expires > r->created);
         for (size_t i = 0; i < r->n_files; i++) {
                 assert_se(r->files[i].name[0] != '.' && !strchr(r->files[i].name, '/'));
                 assert_se(sha256_hex_is_valid(r->files[i].sha256_hex));
                 if (!r->files[i].external)
-                        assert_se(streq(r->files[i].url + strlen(RELEASE_BLOB_PREFIX), r->files[i].sha256_hex));
+                        assert_se(streq(r->files[i].url + strlen(RELEASE_BLOB_PREFIX),
+                                        r->files[i].sha256_hex));
         }
         assert_se(release_content_id(r->files, r->n_files, cid) == 0 && streq(cid, r->content_id));
         free(reason);
@@ -127,7 +130,8 @@ static void check_small_parsers(const uint8_t *data, size_t size) {
                 assert_se(dsse_base64_encode(dec, n, &enc) == 0);
                 assert_se(strlen(enc) == strlen(s));
                 for (size_t i = 0; enc[i]; i++)
-                        assert_se(enc[i] == s[i] || (enc[i] == '+' && s[i] == '-') || (enc[i] == '/' && s[i] == '_'));
+                        assert_se(enc[i] == s[i] || (enc[i] == '+' && s[i] == '-') ||
+                                  (enc[i] == '/' && s[i] == '_'));
         }
 }
 

@@ -74,8 +74,10 @@ static void test_pae_spec_vector(void **state) {
  * (Cryptodome's encoding). We accept DER only (what OpenSSL writes); re-encoded as DER the
  * same signature must verify, which pins our PAE bytes to the reference implementation's. */
 static Key *spec_vector_key(void) {
-        static const char X[] = "46950820868899156662930047687818585632848591499744589407958293238635476079160";
-        static const char Y[] = "5640078356564379163099075877009565129882514886557779369047442380624545832820";
+        static const char X[] =
+                "46950820868899156662930047687818585632848591499744589407958293238635476079160";
+        static const char Y[] =
+                "5640078356564379163099075877009565129882514886557779369047442380624545832820";
         BIGNUM *x = NULL, *y = NULL;
         uint8_t pub[65];
         OSSL_PARAM params[3];
@@ -241,7 +243,9 @@ static void parse_bad(const char *json, size_t max, int error, const char *needl
 static void test_parse_strict(void **state) {
         _cleanup_(dsse_envelope_freep) DsseEnvelope *e = NULL;
         _cleanup_free_ char *many = NULL;
-        const char *ok = "{\"payloadType\": \"t\", \"payload\": \"YQ==\", \"signatures\": [{\"keyid\": \"k\", " SIG "}]}";
+        const char *ok =
+                "{\"payloadType\": \"t\", \"payload\": \"YQ==\", \"signatures\": [{\"keyid\": \"k\", " SIG
+                "}]}";
         FILE *f;
         size_t l;
 
@@ -254,13 +258,14 @@ static void test_parse_strict(void **state) {
         parse_bad(ok, strlen(ok) - 1, -EFBIG, "more than the limit");
         parse_bad("[]", 100, -EBADMSG, "not a JSON object");
         parse_bad("null", 100, -EBADMSG, "not valid JSON");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": []} x", 100, -EBADMSG, "not valid JSON");
-        parse_bad("{\"payloadType\": \"t\", \"payloadType\": \"u\", \"payload\": \"\", \"signatures\": []}", 200,
-                  -EBADMSG, "duplicate");
+        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": []} x", 100, -EBADMSG,
+                  "not valid JSON");
+        parse_bad("{\"payloadType\": \"t\", \"payloadType\": \"u\", \"payload\": \"\", \"signatures\": []}",
+                  200, -EBADMSG, "duplicate");
         parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [], \"x\": 1}", 200, -EBADMSG,
                   "envelope: unknown field 'x'");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [], \"payload\\u0000x\": 1}", 200,
-                  -EBADMSG, "NUL byte in object key");
+        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [], \"payload\\u0000x\": 1}",
+                  200, -EBADMSG, "NUL byte in object key");
         parse_bad("{\"payloadType\": 1, \"payload\": \"\", \"signatures\": []}", 200, -EBADMSG,
                   "envelope.payloadType: not a string");
         parse_bad("{\"payloadType\": \"t\\u0000x\", \"payload\": \"\", \"signatures\": []}", 200, -EBADMSG,
@@ -268,31 +273,39 @@ static void test_parse_strict(void **state) {
         parse_bad("{\"payloadType\": \"t\", \"signatures\": []}", 200, -EBADMSG, "missing field 'payload'");
         parse_bad("{\"payloadType\": \"t\", \"payload\": \"YQ\", \"signatures\": []}", 200, -EBADMSG,
                   "envelope.payload: not strict base64");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\"}", 200, -EBADMSG, "missing field 'signatures'");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": {}}", 200, -EBADMSG, "not an array");
+        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\"}", 200, -EBADMSG,
+                  "missing field 'signatures'");
+        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": {}}", 200, -EBADMSG,
+                  "not an array");
         parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [1]}", 200, -EBADMSG,
                   "signatures[0]: not a JSON object");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{" SIG ", \"cert\": \"x\"}]}", 200,
-                  -EBADMSG, "signatures[0]: unknown field 'cert'");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": \"k\"}]}", 200, -EBADMSG,
-                  "signatures[0]: missing field 'sig'");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"sig\": \"\"}]}", 200, -EBADMSG,
-                  "signatures[0].sig: empty");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"sig\": \"AA\"}]}", 200, -EBADMSG,
-                  "signatures[0].sig: not strict base64");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": 7, " SIG "}]}", 200,
-                  -EBADMSG, "signatures[0].keyid: not a string");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": \"a\\u0000b\", " SIG "}]}",
-                  200, -EBADMSG, "signatures[0].keyid: contains a NUL");
-        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": \"\xff\", " SIG "}]}", 200,
-                  -EBADMSG, "not valid JSON");
+        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{" SIG
+                  ", \"cert\": \"x\"}]}",
+                  200, -EBADMSG, "signatures[0]: unknown field 'cert'");
+        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": \"k\"}]}", 200,
+                  -EBADMSG, "signatures[0]: missing field 'sig'");
+        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"sig\": \"\"}]}", 200,
+                  -EBADMSG, "signatures[0].sig: empty");
+        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"sig\": \"AA\"}]}", 200,
+                  -EBADMSG, "signatures[0].sig: not strict base64");
+        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": 7, " SIG "}]}",
+                  200, -EBADMSG, "signatures[0].keyid: not a string");
+        parse_bad(
+                "{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": \"a\\u0000b\", " SIG
+                "}]}",
+                200, -EBADMSG, "signatures[0].keyid: contains a NUL");
+        parse_bad("{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": \"\xff\", " SIG
+                  "}]}",
+                  200, -EBADMSG, "not valid JSON");
 
         /* keyid absent, null and "" all mean "none". */
         {
                 const char *forms[] = {
                         "{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{" SIG "}]}",
-                        "{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": null, " SIG "}]}",
-                        "{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": \"\", " SIG "}]}",
+                        "{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": null, " SIG
+                        "}]}",
+                        "{\"payloadType\": \"t\", \"payload\": \"\", \"signatures\": [{\"keyid\": \"\", " SIG
+                        "}]}",
                 };
                 for (size_t i = 0; i < ELEMENTSOF(forms); i++) {
                         _cleanup_(dsse_envelope_freep) DsseEnvelope *x = NULL;
@@ -435,7 +448,8 @@ static void test_verify_attacks(void **state) {
         }
         /* Signature replaced by another key's signature, keyid kept. */
         {
-                _cleanup_(dsse_envelope_freep) DsseEnvelope *e = signed_by(f->a, NULL), *o = signed_by(f->c, NULL);
+                _cleanup_(dsse_envelope_freep) DsseEnvelope *e = signed_by(f->a, NULL),
+                                                            *o = signed_by(f->c, NULL);
                 free(e->signatures[0].sig);
                 e->signatures[0].sig = memdup_or_null(o->signatures[0].sig, o->signatures[0].sig_size);
                 verify_bad(e, t1, -EKEYREJECTED, ida);
@@ -535,7 +549,7 @@ static void test_verify_keyid_rules(void **state) {
  * envelopes must parse, and our PAE must be the bytes their signatures cover. */
 static void test_model_signing_envelopes(void **state) {
         const char *data = test_shared_data();
-        const char *dirs[] = {"v0.3.1-elliptic-key", "v0.3.1-certificate", "v1.0.0-elliptic-key",
+        const char *dirs[] = {"v0.3.1-elliptic-key", "v0.3.1-certificate",  "v1.0.0-elliptic-key",
                               "v1.0.0-certificate",  "v1.0.1-elliptic-key", "v1.0.1-certificate"};
         _cleanup_free_ char *keypath = NULL, *keypem = NULL, *reason = NULL;
         EVP_PKEY *p384 = NULL;
@@ -584,12 +598,13 @@ static void test_model_signing_envelopes(void **state) {
                 assert_int_equal(e->n_signatures, 1);
                 assert_null(e->signatures[0].keyid);
 
-                assert_int_equal(dsse_pae(e->payload_type, strlen(e->payload_type), e->payload, e->payload_size,
-                                          &pae, &pae_size),
+                assert_int_equal(dsse_pae(e->payload_type, strlen(e->payload_type), e->payload,
+                                          e->payload_size, &pae, &pae_size),
                                  0);
                 ctx = EVP_MD_CTX_new();
                 assert_int_equal(EVP_DigestVerifyInit_ex(ctx, NULL, "SHA384", NULL, NULL, p384, NULL), 1);
-                if (EVP_DigestVerify(ctx, e->signatures[0].sig, e->signatures[0].sig_size, pae, pae_size) == 1)
+                if (EVP_DigestVerify(ctx, e->signatures[0].sig, e->signatures[0].sig_size, pae, pae_size) ==
+                    1)
                         verified++;
                 else
                         fail_msg("%s: our PAE is not what the signature covers", dirs[i]);

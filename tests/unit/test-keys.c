@@ -123,8 +123,9 @@ static void test_generate_p256(void **state) {
 }
 
 static void test_generate_never_overwrites(void **state) {
-        _cleanup_free_ char *dir = test_mkdtemp(), *path = path_join(dir, "k"), *pub = path_join(dir, "k.pub"),
-                            *before = NULL, *after = NULL, *other = path_join(dir, "o");
+        _cleanup_free_ char *dir = test_mkdtemp(), *path = path_join(dir, "k"),
+                            *pub = path_join(dir, "k.pub"), *before = NULL, *after = NULL,
+                            *other = path_join(dir, "o");
         size_t n1 = 0, n2 = 0;
 
         assert_int_equal(keys_generate(KEY_ED25519, path, NULL), 0);
@@ -180,7 +181,8 @@ static Key *new_key(KeyType type) {
 
 static void sign_verify(KeyType type) {
         _cleanup_(key_unrefp) Key *k = new_key(type), *other = new_key(type),
-                                  *cross = new_key(type == KEY_ED25519 ? KEY_P256 : KEY_ED25519), *pub = NULL;
+                                  *cross = new_key(type == KEY_ED25519 ? KEY_P256 : KEY_ED25519),
+                                  *pub = NULL;
         _cleanup_free_ uint8_t *sig = NULL, *longer = NULL;
         _cleanup_free_ char *pem = NULL;
         const char msg[] = "DSSEv1 4 type 4 body";
@@ -285,8 +287,8 @@ static void expect_pem_refused(const char *pem, int error, const char *needle) {
 
 static void test_pem_strictness(void **state) {
         EVP_PKEY *p = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-        _cleanup_free_ char *pem = pem_of_pubkey(p), *priv = pem_of_privkey(p), *two = NULL, *trailing = NULL,
-                            *leading = NULL, *spaced = NULL, *big = NULL, *enc = NULL;
+        _cleanup_free_ char *pem = pem_of_pubkey(p), *priv = pem_of_privkey(p), *two = NULL,
+                            *trailing = NULL, *leading = NULL, *spaced = NULL, *big = NULL, *enc = NULL;
         _cleanup_(key_unrefp) Key *k = NULL;
 
         assert_true(asprintf(&two, "%s%s", pem, pem) > 0);
@@ -297,8 +299,10 @@ static void test_pem_strictness(void **state) {
         expect_pem_refused(leading, -EBADMSG, "not a PEM file");
         expect_pem_refused(priv, -EBADMSG, "private key");
         expect_pem_refused("", -EBADMSG, "not a PEM file");
-        expect_pem_refused("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", -EBADMSG, "CERTIFICATE");
-        expect_pem_refused("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", -EBADMSG, "cannot decode");
+        expect_pem_refused("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", -EBADMSG,
+                           "CERTIFICATE");
+        expect_pem_refused("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", -EBADMSG,
+                           "cannot decode");
         big = calloc(1, KEY_PEM_MAX + 2);
         memset(big, ' ', KEY_PEM_MAX + 1);
         expect_pem_refused(big, -EFBIG, "limit");
@@ -315,7 +319,9 @@ static void test_pem_strictness(void **state) {
                 _cleanup_free_ char *reason = NULL;
                 Key *e = NULL;
 
-                assert_int_equal(PEM_write_bio_PKCS8PrivateKey(bio, p, EVP_aes_256_cbc(), NULL, 0, NULL, (void *) "pw"), 1);
+                assert_int_equal(PEM_write_bio_PKCS8PrivateKey(bio, p, EVP_aes_256_cbc(), NULL, 0, NULL,
+                                                               (void *) "pw"),
+                                 1);
                 n = BIO_get_mem_data(bio, &data);
                 enc = memdup_or_null(data, (size_t) n);
                 BIO_free(bio);
@@ -375,7 +381,9 @@ static void test_p256_encodings(void **state) {
         assert_non_null(strstr(reason, "listed twice"));
 
         /* Explicit curve parameters are refused. */
-        assert_int_equal(EVP_PKEY_set_utf8_string_param(p, OSSL_PKEY_PARAM_EC_ENCODING, OSSL_PKEY_EC_ENCODING_EXPLICIT), 1);
+        assert_int_equal(EVP_PKEY_set_utf8_string_param(p, OSSL_PKEY_PARAM_EC_ENCODING,
+                                                        OSSL_PKEY_EC_ENCODING_EXPLICIT),
+                         1);
         n = i2d_PUBKEY(p, &der);
         assert_true(n > 150);
         xpem = pem_of_der(der, (size_t) n);
@@ -402,7 +410,8 @@ static void test_p256_high_s_accepted(void **state) {
         es = d2i_ECDSA_SIG(NULL, &q, (long) n);
         assert_non_null(es);
         ECDSA_SIG_get0(es, &r, &s);
-        assert_true(BN_hex2bn(&order, "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551") > 0);
+        assert_true(BN_hex2bn(&order, "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551") >
+                    0);
         assert_int_equal(BN_sub(s2, order, s), 1);
         r2 = BN_dup(r);
         assert_int_equal(ECDSA_SIG_set0(es, r2, s2), 1);

@@ -26,7 +26,8 @@ static const char BASE[] =
         " \"predicateType\": \"https://modelkeeper.dev/release/v1\",\n"
         " \"predicate\": {\"model\": \"digits-mlp\", \"channel\": \"stable\", \"version\": 42, \"label\": \"2026.11.2\",\n"
         "   \"created\": \"2026-11-28T10:00:00Z\", \"expires\": \"2026-12-28T10:00:00Z\",\n"
-        "   \"files\": [{\"name\": \"model.safetensors\", \"size\": 1000, \"url\": \"blobs/sha256/" H1 "\"},\n"
+        "   \"files\": [{\"name\": \"model.safetensors\", \"size\": 1000, \"url\": \"blobs/sha256/" H1
+        "\"},\n"
         "             {\"name\": \"config.json\", \"size\": 20, \"url\": \"blobs/sha256/" H2 "\"}],\n"
         "   \"rollout\": {\"percent\": 100}}}";
 
@@ -129,7 +130,8 @@ static int check(const char *doc, const TrustSet *t, const ReleaseExpect *e, cha
         return r;
 }
 
-static void refused(Fixture *f, const char *statement, const ReleaseExpect *e, int error, const char *needle) {
+static void refused(Fixture *f, const char *statement, const ReleaseExpect *e, int error,
+                    const char *needle) {
         _cleanup_free_ char *doc = document(RELEASE_PAYLOAD_TYPE, statement, f->a, NULL), *reason = NULL;
         int r = check(doc, f->trust, e, &reason);
 
@@ -155,7 +157,8 @@ static void test_valid(void **state) {
         ReleaseExpect e = expect();
         uint64_t t;
 
-        assert_int_equal(release_check(doc, strlen(doc), f->trust, &e, &rel, &keyids, NULL), RELEASE_VERDICT_NEW);
+        assert_int_equal(release_check(doc, strlen(doc), f->trust, &e, &rel, &keyids, NULL),
+                         RELEASE_VERDICT_NEW);
         assert_string_equal(rel->model, "digits-mlp");
         assert_string_equal(rel->channel, "stable");
         assert_int_equal(rel->version, 42);
@@ -181,13 +184,16 @@ static void test_valid(void **state) {
                                     *s2 = replace(s1, ",\n   \"rollout\": {\"percent\": 100}", ""),
                                     *d = document(RELEASE_PAYLOAD_TYPE, s2, f->a, NULL);
                 _cleanup_(release_freep) Release *r2 = NULL;
-                assert_int_equal(release_check(d, strlen(d), f->trust, &e, &r2, NULL, NULL), RELEASE_VERDICT_NEW);
+                assert_int_equal(release_check(d, strlen(d), f->trust, &e, &r2, NULL, NULL),
+                                 RELEASE_VERDICT_NEW);
                 assert_string_equal(r2->label, "");
                 assert_int_equal(r2->rollout_percent, 100);
                 /* Same files, so the same content id. */
                 assert_string_equal(r2->content_id, rel->content_id);
         }
         assert_string_equal(release_verdict_to_string(RELEASE_VERDICT_NOT_SELECTED), "not-selected");
+        assert_int_equal(release_verdict_from_string("current"), RELEASE_VERDICT_CURRENT);
+        assert_int_equal(release_verdict_from_string("bogus"), -EINVAL);
 }
 
 /* ---- signatures --------------------------------------------------------------------------- */
@@ -227,7 +233,8 @@ static void test_signature_attacks(void **state) {
         /* payloadType changed on a signed document. */
         {
                 _cleanup_free_ char *doc = document(RELEASE_PAYLOAD_TYPE, BASE, f->a, NULL),
-                                    *bad = replace(doc, "application/vnd.in-toto+json", "application/vnd.in-toto+jsoN");
+                                    *bad = replace(doc, "application/vnd.in-toto+json",
+                                                   "application/vnd.in-toto+jsoN");
                 assert_int_equal(check(bad, f->trust, &e, &reason), -EKEYREJECTED);
                 assert_reason(reason, "does not verify");
         }
@@ -244,7 +251,8 @@ static void test_signature_attacks(void **state) {
         /* Extra envelope field (unsigned, so it could say anything): refused. */
         {
                 _cleanup_free_ char *doc = document(RELEASE_PAYLOAD_TYPE, BASE, f->a, NULL),
-                                    *bad = replace(doc, "\"payloadType\"", "\"payloadUtf8\": \"{}\", \"payloadType\"");
+                                    *bad = replace(doc, "\"payloadType\"",
+                                                   "\"payloadUtf8\": \"{}\", \"payloadType\"");
                 assert_int_equal(check(bad, f->trust, &e, &reason), -EBADMSG);
                 assert_reason(reason, "envelope: unknown field 'payloadUtf8'");
         }
@@ -276,8 +284,8 @@ static void test_signature_attacks(void **state) {
 /* An RSA key can neither be trusted nor count as a signer. */
 static void test_rsa_signer(void **state) {
         Fixture *f = *state;
-        _cleanup_free_ char *doc = document(RELEASE_PAYLOAD_TYPE, BASE, NULL, NULL), *text = NULL, *reason = NULL,
-                            *pem = NULL;
+        _cleanup_free_ char *doc = document(RELEASE_PAYLOAD_TYPE, BASE, NULL, NULL), *text = NULL,
+                            *reason = NULL, *pem = NULL;
         _cleanup_(dsse_envelope_freep) DsseEnvelope *env = NULL;
         _cleanup_free_ uint8_t *pae = NULL;
         unsigned char *der = NULL;
@@ -293,8 +301,8 @@ static void test_rsa_signer(void **state) {
         int len;
 
         assert_int_equal(dsse_parse(doc, strlen(doc), 1 << 20, &env, NULL), 0);
-        assert_int_equal(dsse_pae(env->payload_type, strlen(env->payload_type), env->payload, env->payload_size, &pae,
-                                  &pae_size),
+        assert_int_equal(dsse_pae(env->payload_type, strlen(env->payload_type), env->payload,
+                                  env->payload_size, &pae, &pae_size),
                          0);
         env->signatures = calloc(1, sizeof(DsseSignature));
         env->signatures[0].sig = malloc(sig_size);
@@ -342,34 +350,45 @@ static void test_types(void **state) {
                 assert_reason(reason, "payloadType is 'application/json'");
         }
         {
-                _cleanup_free_ char *doc = document("application/vnd.modelkeeper.root+json", BASE, f->a, NULL);
+                _cleanup_free_ char *doc =
+                        document("application/vnd.modelkeeper.root+json", BASE, f->a, NULL);
                 assert_int_equal(check(doc, f->trust, &e, &reason), -EPROTONOSUPPORT);
         }
         refused_change(f, "Statement/v1", "Statement/v0.1", -EPROTONOSUPPORT, "statement _type is");
         refused_change(f, "modelkeeper.dev/release/v1", "modelkeeper.dev/release/v2", -EPROTONOSUPPORT,
                        "predicateType is");
-        refused_change(f, "\"predicateType\"", "\"x\": 1, \"predicateType\"", -EBADMSG, "statement: unknown field 'x'");
-        refused_change(f, "\"model\": \"digits-mlp\"", "\"model\": \"digits-mlp\", \"signedBy\": \"me\"", -EBADMSG,
-                       "predicate: unknown field 'signedBy'");
+        refused_change(f, "\"predicateType\"", "\"x\": 1, \"predicateType\"", -EBADMSG,
+                       "statement: unknown field 'x'");
+        refused_change(f, "\"model\": \"digits-mlp\"", "\"model\": \"digits-mlp\", \"signedBy\": \"me\"",
+                       -EBADMSG, "predicate: unknown field 'signedBy'");
         refused_change(f, "{\"percent\": 100}", "{\"percent\": 100, \"seed\": 1}", -EBADMSG,
                        "predicate.rollout: unknown field 'seed'");
         refused_change(f, "\"size\": 20,", "\"size\": 20, \"mode\": 493,", -EBADMSG,
                        "predicate.files[1]: unknown field 'mode'");
-        refused_change(f, "{\"sha256\": \"" H1 "\"}", "{\"sha256\": \"" H1 "\", \"sha512\": \"00\"}", -EBADMSG,
-                       "statement.subject[0].digest: unknown field 'sha512'");
-        refused_change(f, "\"version\": 42", "\"version\": 42.0", -EBADMSG, "predicate.version: not an integer");
-        refused_change(f, "\"version\": 42", "\"version\": \"42\"", -EBADMSG, "predicate.version: not an integer");
-        refused_change(f, "\"version\": 42", "\"version\": 0", -EBADMSG, "predicate.version: 0 is out of range");
+        refused_change(f, "{\"sha256\": \"" H1 "\"}", "{\"sha256\": \"" H1 "\", \"sha512\": \"00\"}",
+                       -EBADMSG, "statement.subject[0].digest: unknown field 'sha512'");
+        refused_change(f, "\"version\": 42", "\"version\": 42.0", -EBADMSG,
+                       "predicate.version: not an integer");
+        refused_change(f, "\"version\": 42", "\"version\": \"42\"", -EBADMSG,
+                       "predicate.version: not an integer");
+        refused_change(f, "\"version\": 42", "\"version\": 0", -EBADMSG,
+                       "predicate.version: 0 is out of range");
         refused_change(f, "\"version\": 42", "\"version\": -42", -EBADMSG, "out of range");
         refused_change(f, "\"version\": 42", "\"version\": 9007199254740992", -EBADMSG, "out of range");
-        refused_change(f, "\"percent\": 100", "\"percent\": 101", -EBADMSG, "predicate.rollout.percent: 101 is out of range");
-        refused_change(f, "\"model\": \"digits-mlp\"", "\"model\": \"../etc\"", -EBADMSG, "predicate.model: '../etc' is not a valid name");
-        refused_change(f, "\"channel\": \"stable\"", "\"channel\": \"\"", -EBADMSG, "predicate.channel: empty");
+        refused_change(f, "\"percent\": 100", "\"percent\": 101", -EBADMSG,
+                       "predicate.rollout.percent: 101 is out of range");
+        refused_change(f, "\"model\": \"digits-mlp\"", "\"model\": \"../etc\"", -EBADMSG,
+                       "predicate.model: '../etc' is not a valid name");
+        refused_change(f, "\"channel\": \"stable\"", "\"channel\": \"\"", -EBADMSG,
+                       "predicate.channel: empty");
         refused_change(f, "\"label\": \"2026.11.2\"", "\"label\": \"a\\u001b[31m\"", -EBADMSG,
                        "predicate.label: contains a control character");
-        refused_change(f, "\"label\": \"2026.11.2\"", "\"label\": \"a\", \"label\": \"b\"", -EBADMSG, "duplicate");
-        refused_change(f, "2026-12-28T10:00:00Z", "2026-12-28 10:00:00", -EBADMSG, "predicate.expires: '2026-12-28 10:00:00' is not an RFC 3339");
-        refused_change(f, "2026-12-28T10:00:00Z", "2026-11-28T10:00:00Z", -EBADMSG, "not later than predicate.created");
+        refused_change(f, "\"label\": \"2026.11.2\"", "\"label\": \"a\", \"label\": \"b\"", -EBADMSG,
+                       "duplicate");
+        refused_change(f, "2026-12-28T10:00:00Z", "2026-12-28 10:00:00", -EBADMSG,
+                       "predicate.expires: '2026-12-28 10:00:00' is not an RFC 3339");
+        refused_change(f, "2026-12-28T10:00:00Z", "2026-11-28T10:00:00Z", -EBADMSG,
+                       "not later than predicate.created");
         refused_change(f, "\"predicate\": {", "\"predicate\": [], \"p\": {", -EBADMSG, "unknown field 'p'");
         refused_change(f, "\"files\": [", "\"files\": {}, \"f\": [", -EBADMSG, "unknown field 'f'");
 }
@@ -431,32 +450,37 @@ static void test_subjects_and_urls(void **state) {
         refused_change(f, "{\"name\": \"config.json\", \"digest\": {\"sha256\": \"" H2 "\"}}",
                        "{\"name\": \"other.bin\", \"digest\": {\"sha256\": \"" H2 "\"}}", -EBADMSG,
                        "statement.subject[1].name: 'other.bin' is not in predicate.files");
-        refused_change(f, ",\n             {\"name\": \"config.json\", \"digest\": {\"sha256\": \"" H2 "\"}}", "",
-                       -EBADMSG, "subject has 1 entries but predicate.files has 2");
+        refused_change(f,
+                       ",\n             {\"name\": \"config.json\", \"digest\": {\"sha256\": \"" H2 "\"}}",
+                       "", -EBADMSG, "subject has 1 entries but predicate.files has 2");
         refused_change(f, "{\"name\": \"config.json\", \"digest\": {\"sha256\": \"" H2 "\"}}",
                        "{\"name\": \"model.safetensors\", \"digest\": {\"sha256\": \"" H1 "\"}}", -EBADMSG,
                        "listed twice in the subject");
         /* The blob URL must name the subject's digest. */
-        refused_change(f, "\"digest\": {\"sha256\": \"" H2 "\"}",
-                       "\"digest\": {\"sha256\": \"" H1 "\"}", -EBADMSG, "url names blob " H2 " but its subject digest is " H1);
-        refused_change(f, "{\"sha256\": \"" H2 "\"}", "{\"sha256\": \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
+        refused_change(f, "\"digest\": {\"sha256\": \"" H2 "\"}", "\"digest\": {\"sha256\": \"" H1 "\"}",
+                       -EBADMSG, "url names blob " H2 " but its subject digest is " H1);
+        refused_change(f, "{\"sha256\": \"" H2 "\"}",
+                       "{\"sha256\": \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
                        -EBADMSG, "not 64 lowercase hex digits");
         refused_change(f, "{\"sha256\": \"" H2 "\"}", "{\"sha256\": \"aa\"}", -EBADMSG, "too short");
         refused_change(f, "{\"sha256\": \"" H2 "\"}", "{}", -EBADMSG, "missing field 'sha256'");
-        refused_change(f, "\"size\": 20", "\"size\": -1", -EBADMSG, "predicate.files[1].size: -1 is out of range");
+        refused_change(f, "\"size\": 20", "\"size\": -1", -EBADMSG,
+                       "predicate.files[1].size: -1 is out of range");
         refused_change(f, "\"files\": [", "\"files\": [], \"x\": [", -EBADMSG, "unknown field 'x'");
 
-        refused_change(f, "\"url\": \"blobs/sha256/" H2 "\"", "\"url\": \"http://cdn.example.com/x\"", -EBADMSG,
-                       "neither blobs/sha256/<sha256>");
+        refused_change(f, "\"url\": \"blobs/sha256/" H2 "\"", "\"url\": \"http://cdn.example.com/x\"",
+                       -EBADMSG, "neither blobs/sha256/<sha256>");
         refused_change(f, "\"url\": \"blobs/sha256/" H2 "\"", "\"url\": \"file:///etc/shadow\"", -EBADMSG,
                        "neither blobs/sha256/<sha256>");
         refused_change(f, "\"url\": \"blobs/sha256/" H2 "\"", "\"url\": \"//evil.example.com/x\"", -EBADMSG,
                        "neither blobs/sha256/<sha256>");
-        refused_change(f, "\"url\": \"blobs/sha256/" H2 "\"", "\"url\": \"blobs/sha256/../../../etc/passwd\"", -EBADMSG,
+        refused_change(f, "\"url\": \"blobs/sha256/" H2 "\"",
+                       "\"url\": \"blobs/sha256/../../../etc/passwd\"", -EBADMSG,
                        "is not blobs/sha256/<64 lowercase hex digits>");
-        refused_change(f, "\"url\": \"blobs/sha256/" H2 "\"", "\"url\": \"https://evil.example.com/a b\"", -EBADMSG,
+        refused_change(f, "\"url\": \"blobs/sha256/" H2 "\"", "\"url\": \"https://evil.example.com/a b\"",
+                       -EBADMSG, "neither");
+        refused_change(f, "\"url\": \"blobs/sha256/" H2 "\"", "\"url\": \"https:///x\"", -EBADMSG,
                        "neither");
-        refused_change(f, "\"url\": \"blobs/sha256/" H2 "\"", "\"url\": \"https:///x\"", -EBADMSG, "neither");
 
         /* Absolute https URLs parse, and are refused unless the host allows them. */
         {
@@ -469,7 +493,8 @@ static void test_subjects_and_urls(void **state) {
                 assert_int_equal(check(doc, f->trust, &e, &reason), -EPERM);
                 assert_reason(reason, "absolute URL");
                 e.limits.allow_external_urls = true;
-                assert_int_equal(release_check(doc, strlen(doc), f->trust, &e, &rel, NULL, NULL), RELEASE_VERDICT_NEW);
+                assert_int_equal(release_check(doc, strlen(doc), f->trust, &e, &rel, NULL, NULL),
+                                 RELEASE_VERDICT_NEW);
                 assert_true(rel->files[1].external);
                 assert_string_equal(rel->files[1].url, "https://cdn.example.com/config.json");
         }
@@ -540,16 +565,19 @@ static void test_policy(void **state) {
         assert_reason(reason, "document is");
 
         /* Versions: lower = downgrade, equal + same files = current, equal + other files = refused. */
-        assert_int_equal(release_check(doc, strlen(doc), f->trust, &(ReleaseExpect){.model = "digits-mlp",
-                                                                                   .channel = "stable",
-                                                                                   .now = NOW,
-                                                                                   .limits = RELEASE_LIMITS_DEFAULT},
+        assert_int_equal(release_check(doc, strlen(doc), f->trust,
+                                       &(ReleaseExpect){.model = "digits-mlp",
+                                                        .channel = "stable",
+                                                        .now = NOW,
+                                                        .limits = RELEASE_LIMITS_DEFAULT},
                                        &rel, NULL, NULL),
                          RELEASE_VERDICT_NEW);
         e = expect();
         e.high_water = 43;
         assert_int_equal(check(doc, f->trust, &e, &reason), -ERANGE);
-        assert_reason(reason, "version 42 is lower than version 43 already accepted on channel 'stable': downgrade refused");
+        assert_reason(
+                reason,
+                "version 42 is lower than version 43 already accepted on channel 'stable': downgrade refused");
         e.high_water = 42;
         e.high_water_content = rel->content_id;
         assert_int_equal(check(doc, f->trust, &e, NULL), RELEASE_VERDICT_CURRENT);
@@ -565,7 +593,8 @@ static void test_policy(void **state) {
         }
         {
                 /* Same version, same files, new expiry, label and rollout: still the same release. */
-                _cleanup_free_ char *s1 = replace(BASE, "2026-12-28", "2027-01-28"), *s2 = replace(s1, "2026.11.2", "again"),
+                _cleanup_free_ char *s1 = replace(BASE, "2026-12-28", "2027-01-28"),
+                                    *s2 = replace(s1, "2026.11.2", "again"),
                                     *s3 = replace(s2, "\"percent\": 100", "\"percent\": 50"),
                                     *d = document(RELEASE_PAYLOAD_TYPE, s3, f->a, NULL);
                 assert_int_equal(check(d, f->trust, &e, NULL), RELEASE_VERDICT_CURRENT);
@@ -634,13 +663,27 @@ static void test_timestamps(void **state) {
         assert_int_equal(release_parse_timestamp("9999-12-31T23:59:59Z", &t), 0);
 
         {
-                const char *bad[] = {"2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2026-13-01T00:00:00Z",
-                                     "2026-00-01T00:00:00Z", "2026-04-31T00:00:00Z", "2026-11-28T24:00:00Z",
-                                     "2026-11-28T10:60:00Z", "2026-11-28T10:00:60Z", "2026-11-28t10:00:00Z",
-                                     "2026-11-28T10:00:00z", "2026-11-28T10:00:00+01:00", "2026-11-28T10:00:00",
-                                     "2026-11-28 10:00:00Z", "1969-12-31T23:59:59Z", "+2026-11-28T10:00:00Z",
-                                     "2026-11-28T10:00:00.Z", "2026-11-28T10:00:00.1234567890Z", "2026-1-28T10:00:00Z",
-                                     "", "2026-11-28T10:00:00Z ", "2026-11-28T1a:00:00Z"};
+                const char *bad[] = {"2023-02-29T00:00:00Z",
+                                     "1900-02-29T00:00:00Z",
+                                     "2026-13-01T00:00:00Z",
+                                     "2026-00-01T00:00:00Z",
+                                     "2026-04-31T00:00:00Z",
+                                     "2026-11-28T24:00:00Z",
+                                     "2026-11-28T10:60:00Z",
+                                     "2026-11-28T10:00:60Z",
+                                     "2026-11-28t10:00:00Z",
+                                     "2026-11-28T10:00:00z",
+                                     "2026-11-28T10:00:00+01:00",
+                                     "2026-11-28T10:00:00",
+                                     "2026-11-28 10:00:00Z",
+                                     "1969-12-31T23:59:59Z",
+                                     "+2026-11-28T10:00:00Z",
+                                     "2026-11-28T10:00:00.Z",
+                                     "2026-11-28T10:00:00.1234567890Z",
+                                     "2026-1-28T10:00:00Z",
+                                     "",
+                                     "2026-11-28T10:00:00Z ",
+                                     "2026-11-28T1a:00:00Z"};
                 for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                         if (release_parse_timestamp(bad[i], &t) != -EINVAL)
                                 fail_msg("'%s' should be refused", bad[i]);
@@ -658,8 +701,8 @@ static void write_input(const char *dir, const char *name, const char *content) 
 static void test_create_sign_verify(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *in = path_join(f->dir, "in"), *repo = path_join(f->dir, "repo"), *doc = NULL,
-                            *signed1 = NULL, *signed2 = NULL, *reason = NULL, *docpath = NULL, *ondisk = NULL,
-                            *blob = NULL, *report = NULL;
+                            *signed1 = NULL, *signed2 = NULL, *reason = NULL, *docpath = NULL,
+                            *ondisk = NULL, *blob = NULL, *report = NULL;
         _cleanup_(release_freep) Release *rel = NULL;
         uint8_t digest[SHA256_DIGEST_SIZE];
         char hex[SHA256_HEX_SIZE];
@@ -732,7 +775,8 @@ static void test_create_sign_verify(void **state) {
 
         /* Signing only what parses. */
         {
-                _cleanup_free_ char *junk = document(RELEASE_PAYLOAD_TYPE, "{\"_type\": 1}", NULL, NULL), *o = NULL;
+                _cleanup_free_ char *junk = document(RELEASE_PAYLOAD_TYPE, "{\"_type\": 1}", NULL, NULL),
+                                    *o = NULL;
                 size_t on = 0;
                 assert_int_equal(release_sign(junk, strlen(junk), f->a, &o, &on, &reason), -EBADMSG);
                 free(junk);
@@ -775,8 +819,8 @@ static void test_create_sign_verify(void **state) {
 
 static void test_create_refusals(void **state) {
         Fixture *f = *state;
-        _cleanup_free_ char *in = path_join(f->dir, "in2"), *repo = path_join(f->dir, "repo2"), *reason = NULL,
-                            *sub = NULL, *link = NULL;
+        _cleanup_free_ char *in = path_join(f->dir, "in2"), *repo = path_join(f->dir, "repo2"),
+                            *reason = NULL, *sub = NULL, *link = NULL;
         ReleaseCreateParams p = {
                 .model = "m",
                 .channel = "c",

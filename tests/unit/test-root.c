@@ -65,11 +65,11 @@ static char *root_doc(uint64_t v, uint64_t expires, TrustSet *t, Key *const *sig
 
 typedef struct Fixture {
         Key *k1, *k2, *k3, *k4;
-        TrustSet *t1;       /* {k1}, 1: the configured trust */
-        TrustSet *t2;       /* {k2, k3}, 2 */
-        TrustSet *t3;       /* {k3, k4}, 1 */
-        Root *root1;        /* implicit, from t1 */
-        char *docs[8];      /* docs[v]: root/<v>.json served by the test repository */
+        TrustSet *t1;  /* {k1}, 1: the configured trust */
+        TrustSet *t2;  /* {k2, k3}, 2 */
+        TrustSet *t3;  /* {k3, k4}, 1 */
+        Root *root1;   /* implicit, from t1 */
+        char *docs[8]; /* docs[v]: root/<v>.json served by the test repository */
 } Fixture;
 
 static int setup(void **state) {
@@ -154,7 +154,8 @@ static void test_chain(void **state) {
         /* N → N+2 directly is refused: root 3 is not signed by root 1's keys. */
         {
                 Root *x = NULL;
-                assert_int_equal(root_verify_next(f->root1, f->docs[3], strlen(f->docs[3]), &x, &reason), -EKEYREJECTED);
+                assert_int_equal(root_verify_next(f->root1, f->docs[3], strlen(f->docs[3]), &x, &reason),
+                                 -EKEYREJECTED);
                 assert_reason(reason, "root 2 is not signed by the threshold of the current root");
         }
         /* Walked: 1 → 2 → 3. */
@@ -299,21 +300,22 @@ static void test_payload_strictness(void **state) {
                 int error;
                 const char *needle;
         } cases[] = {
-                {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\"]}", 0, NULL},
-                {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 2, \"keys\": [\"%s\"]}", -EBADMSG,
-                 "threshold 2 is larger than the number of trusted keys (1)"},
-                {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 0, \"keys\": [\"%s\"]}", -EBADMSG,
-                 "root.threshold: 0 is out of range"},
-                {"{\"version\": 0, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\"]}", -EBADMSG,
-                 "root.version: 0 is out of range"},
+                {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\"]}",
+                 0, NULL},
+                {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 2, \"keys\": [\"%s\"]}",
+                 -EBADMSG, "threshold 2 is larger than the number of trusted keys (1)"},
+                {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 0, \"keys\": [\"%s\"]}",
+                 -EBADMSG, "root.threshold: 0 is out of range"},
+                {"{\"version\": 0, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\"]}",
+                 -EBADMSG, "root.version: 0 is out of range"},
                 {"{\"version\": 2, \"expires\": \"soon\", \"threshold\": 1, \"keys\": [\"%s\"]}", -EBADMSG,
                  "root.expires: 'soon'"},
                 {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\"], \"x\": 1}",
                  -EBADMSG, "root: unknown field 'x'"},
-                {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": \"%s\"}", -EBADMSG,
-                 "root.keys: not an array"},
-                {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\", 1]}", -EBADMSG,
-                 "root.keys[1]: not a PEM string"},
+                {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": \"%s\"}",
+                 -EBADMSG, "root.keys: not an array"},
+                {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\", 1]}",
+                 -EBADMSG, "root.keys[1]: not a PEM string"},
                 {"{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\", \"junk\"]}",
                  -EBADMSG, "root.keys[1]: not a PEM file"},
         };
@@ -349,8 +351,11 @@ static void test_payload_strictness(void **state) {
         {
                 _cleanup_free_ char *s = NULL;
                 Root *r = NULL;
-                assert_true(asprintf(&s, "{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\", \"%s\"]}",
-                                     pem2, pem2) > 0);
+                assert_true(
+                        asprintf(
+                                &s,
+                                "{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\", \"%s\"]}",
+                                pem2, pem2) > 0);
                 assert_int_equal(root_parse_payload(s, strlen(s), &r, &reason), -EBADMSG);
                 assert_reason(reason, "root.keys[1]: key");
                 assert_reason(reason, "listed twice");
@@ -376,8 +381,11 @@ static void test_payload_strictness(void **state) {
                 fclose(m);
                 BIO_free(bio);
                 EVP_PKEY_free(p);
-                assert_true(asprintf(&s, "{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\", \"%s\"]}",
-                                     pem2, rsa_pem) > 0);
+                assert_true(
+                        asprintf(
+                                &s,
+                                "{\"version\": 2, \"expires\": \"2027-01-01T00:00:00Z\", \"threshold\": 1, \"keys\": [\"%s\", \"%s\"]}",
+                                pem2, rsa_pem) > 0);
                 assert_int_equal(root_parse_payload(s, strlen(s), &r, &reason), -EPROTONOSUPPORT);
                 assert_reason(reason, "root.keys[1]: unsupported key type: RSA");
                 free(s);
@@ -391,7 +399,8 @@ static void test_payload_strictness(void **state) {
                 assert_int_equal(dsse_envelope_new(RELEASE_PAYLOAD_TYPE, s, strlen(s), &e), 0);
                 assert_int_equal(dsse_sign(e, f->k1, NULL), 0);
                 assert_int_equal(dsse_format(e, &text, NULL), 0);
-                assert_int_equal(root_verify_next(f->root1, text, strlen(text), &r, &reason), -EPROTONOSUPPORT);
+                assert_int_equal(root_verify_next(f->root1, text, strlen(text), &r, &reason),
+                                 -EPROTONOSUPPORT);
                 assert_reason(reason, "payloadType");
                 assert_int_equal(root_load_document(text, strlen(text), &r, &reason), -EPROTONOSUPPORT);
         }
@@ -399,7 +408,8 @@ static void test_payload_strictness(void **state) {
 
 static void test_documents_and_state(void **state) {
         Fixture *f = *state;
-        Key *s2[] = {f->k1, f->k2, f->k3, NULL}, *self3[] = {f->k3, NULL}, *s3[] = {f->k2, f->k3, f->k4, NULL};
+        Key *s2[] = {f->k1, f->k2, f->k3, NULL}, *self3[] = {f->k3, NULL},
+            *s3[] = {f->k2, f->k3, f->k4, NULL};
         _cleanup_(root_freep) Root *r2 = NULL, *back = NULL, *admin = NULL, *back2 = NULL;
         _cleanup_free_ char *state_text = NULL, *reason = NULL;
         char a[SHA256_HEX_SIZE], b[SHA256_HEX_SIZE];
@@ -454,11 +464,13 @@ static void test_documents_and_state(void **state) {
 
         /* A root document given by the administrator: self-signed by its threshold. */
         {
-                _cleanup_free_ char *d = root_doc(3, FUTURE, f->t3, self3), *unsigned_doc = root_doc(3, FUTURE, f->t3, NULL);
+                _cleanup_free_ char *d = root_doc(3, FUTURE, f->t3, self3),
+                                    *unsigned_doc = root_doc(3, FUTURE, f->t3, NULL);
                 Root *x = NULL;
                 assert_int_equal(root_load_document(d, strlen(d), &admin, NULL), 0);
                 assert_int_equal(admin->version, 3);
-                assert_int_equal(root_load_document(unsigned_doc, strlen(unsigned_doc), &x, &reason), -EKEYREJECTED);
+                assert_int_equal(root_load_document(unsigned_doc, strlen(unsigned_doc), &x, &reason),
+                                 -EKEYREJECTED);
                 assert_reason(reason, "root version 3 is not signed by its own keys");
                 /* And the walk continues from it. */
                 free(f->docs[4]);
