@@ -12,6 +12,7 @@
 #include "serve.h"
 #include "store-layout.h"
 #include "strv.h"
+#include "watch.h"
 
 static const char *const model_state_table[_MODEL_STATE_MAX] = {
         [MODEL_STATE_IDLE] = "idle",           [MODEL_STATE_OK] = "ok",
@@ -82,6 +83,7 @@ static ModelOp *model_op_free(ModelOp *op) {
 Model *model_free(Model *model) {
         if (!model)
                 return NULL;
+        model_watch_stop(model);
         model_abort(model, "model removed");
         model_config_free(model->config);
         model_state_file_free(model->state);
@@ -95,6 +97,11 @@ Model *model_free(Model *model) {
 void model_set_config(Model *model, ModelConfig *config) {
         model_config_free(model->config);
         model->config = config;
+        /* Rules, scrape targets and the rollout may all have changed: start watching afresh. */
+        if (model->started) {
+                model_watch_stop(model);
+                (void) model_watch_start(model);
+        }
 }
 
 ModelState model_get_state(const Model *model) {
@@ -345,25 +352,50 @@ static int record_in_progress(Model *model) {
         return model_save(model);
 }
 
+int model_promote(Model *model, const char *version, const char *reason) {
+        (void) model_state_file_set(&model->state->last_good, version);
+        json_decref(model->state->probation);
+        model->state->probation = NULL;
+        log_event(LOG_INFO, 0,
+                  &(LogFields){.message_id = MK_MESSAGE_PROMOTED, .model = model->name, .version = version,
+                               .action = "promote", .reason = reason},
+                  "Model %s: version %s promoted (%s).", model->name, version, strna(reason));
+        return model_save(model);
+}
+
+int model_quarantine(Model *model, const char *version, const char *reason) {
+        int r = model_state_file_quarantine(model->state, version);
+        if (r < 0)
+                return r;
+        log_event(LOG_WARNING, 0,
+                  &(LogFields){.message_id = MK_MESSAGE_QUARANTINED, .model = model->name, .version = version,
+                               .action = "quarantine", .reason = reason},
+                  "Model %s: version %s quarantined: %s", model->name, version, strna(reason));
+        return model_save(model);
+}
+
 static void activation_done(Model *model) {
         ModelOp *op = model->op;
-        char job[32];
-        bool promote = op->kind == ACTIVATION_UPDATE || op->kind == ACTIVATION_IMPORT || op->kind == ACTIVATION_RECOMPRESS;
+        bool new_version = op->kind == ACTIVATION_UPDATE || op->kind == ACTIVATION_IMPORT ||
+                           op->kind == ACTIVATION_RECOMPRESS;
+        int r;
 
         json_decref(model->state->in_progress);
         model->state->in_progress = NULL;
-        snprintf(job, sizeof(job), "%" PRIu64, model->job_id);
 
-        /* A new version without a rollout analysis is good as soon as it serves; with one, the
-         * policy engine decides later (probation). Rollbacks go to versions that were good. */
-        if (promote && !model->config->rollout) {
-                (void) model_state_file_set(&model->state->last_good, op->to);
-                log_event(LOG_INFO, 0,
-                          &(LogFields){.message_id = MK_MESSAGE_PROMOTED, .model = model->name, .version = op->to,
-                                       .from_version = op->from, .action = "promote", .job = job,
-                                       .reason = "no rollout analysis configured: promoted once ready"},
-                          "Model %s: version %s promoted.", model->name, op->to);
-        }
+        /* A new version is judged by the rollout analysis when the model has one (probation); without
+         * one it is good as soon as it serves. Rollbacks go to versions that were good before. */
+        if (new_version && !op->failure) {
+                r = model_watch_activated(model, op->to, op->from, op->kind);
+                if (r < 0)
+                        log_warning_errno(r, "Model %s: cannot start the rollout analysis of version %s (%m); "
+                                             "promoting it.", model->name, op->to);
+                if (r <= 0)
+                        (void) model_promote(model, op->to, model->config->rollout
+                                                                     ? "rollout analysis unavailable"
+                                                                     : "no rollout analysis configured: promoted once ready");
+        } else if (!new_version)
+                (void) model_watch_activated(model, op->to, op->from, op->kind);
         (void) model_save(model);
         if (op->failure) {
                 /* What was asked for failed, even though what served before is back. */
@@ -694,6 +726,9 @@ static void on_reconcile_job(Job *j, int error, const char *reason, json_t *data
         model->job = NULL;
         model->started = true;
         snprintf(job, sizeof(job), "%" PRIu64, j->id);
+        r = model_watch_start(model);
+        if (r < 0)
+                log_error_errno(r, "Model %s: cannot start watching its metrics: %m", model->name);
         if (error < 0) {
                 log_job_failed(model, "reconcile", NULL, reason);
                 model_op_finish(model, error, reason);
