@@ -29,3 +29,4 @@ int verb_rollback(int argc, char *argv[]);
 int verb_hold(int argc, char *argv[]);
 int verb_release(int argc, char *argv[]);
 int verb_import(int argc, char *argv[]);
+int verb_policy(int argc, char *argv[]);

@@ -14,6 +14,7 @@ struct HttpRequest {
         size_t size, alloc, max_body;
         bool too_big;
         char error[CURL_ERROR_SIZE];
+        const char *content_type; /* curl's, valid during the done callback */
         HttpDoneFn done;
         void *userdata;
 };
@@ -74,8 +75,10 @@ static void check_done(HttpClient *c) {
                 } else if (msg->data.result != CURLE_OK) {
                         error = msg->data.result == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
                         snprintf(reason, sizeof(reason), "%s", req->error[0] ? req->error : curl_easy_strerror(msg->data.result));
-                } else
+                } else {
                         (void) curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+                        (void) curl_easy_getinfo(msg->easy_handle, CURLINFO_CONTENT_TYPE, &req->content_type);
+                }
 
                 unlink_request(c, req);
                 if (req->done)
@@ -302,6 +305,10 @@ void http_request_cancel(HttpRequest *req) {
                 return;
         unlink_request(req->client, req);
         request_free(req);
+}
+
+const char *http_request_content_type(const HttpRequest *req) {
+        return req->content_type;
 }
 
 unsigned http_client_active(const HttpClient *c) {
