@@ -632,8 +632,10 @@ static void watch_evaluate(Watch *w) {
 
                 switch (e->decision) {
                 case RULE_DECISION_ACT:
-                        log_rule(w, e, LOG_NOTICE, reason, "acts: %s%s%s (%s)", action_name(e->action),
-                                 e->action->profile ? " " : "", strempty(e->action->profile), reason);
+                        /* For `log`, the state change above is the whole action. */
+                        if (e->action->type != ACTION_LOG)
+                                log_rule(w, e, LOG_NOTICE, reason, "acts: %s%s%s (%s)", action_name(e->action),
+                                         e->action->profile ? " " : "", strempty(e->action->profile), reason);
                         watch_act(w, x, e, reason);
                         continue;
                 case RULE_DECISION_COOLDOWN:
@@ -886,9 +888,10 @@ void model_watch_before_activation(Model *model, const char *to, ActivationKind 
 
                 if (b->present && b->n > 0)
                         fmt_number(v, sizeof(v), b->samples[0].value);
-                log_info("Model %s: baseline(%s) = %s%s, from version %s, for version %s.", model->name,
+                log_info("Model %s: baseline(%s) = %s%s, from %s%s, for version %s.", model->name,
                          policy_baseline_key(w->policy, i), v, b->present && b->n > 1 ? " (and more series)" : "",
-                         strna(model->state->active), to);
+                         model->state->active ? "version " : "what served before any version",
+                         strempty(model->state->active), to);
         }
 }
 
