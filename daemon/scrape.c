@@ -280,6 +280,10 @@ int scraper_new(Manager *m, const char *model, const ScrapeTarget *target, unsig
         s->limits = EXPFMT_LIMITS_DEFAULT;
         s->limits.max_body = target->max_body;
         s->limits.max_series = target->max_series;
+        /* The parser's scratch space is two lines: at the default 64 KiB a line, every scrape would
+         * map and unmap 130 KiB (above malloc's mmap threshold). 16 KiB is still four times the
+         * longest label value plus its names. */
+        s->limits.max_line = SCRAPE_MAX_LINE;
 
         now = now_clock(m, CLOCK_BOOTTIME);
         s->next = now + scrape_offset(model, target->url, target->every);

@@ -32,6 +32,9 @@ typedef void (*ScrapeDoneFn)(Scraper *s, bool success, void *userdata);
 #define SCRAPE_ACCEPT                                                                                      \
         "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 
+/* The longest exposition line accepted from a scrape target. */
+#define SCRAPE_MAX_LINE (16 * 1024)
+
 /* target and store are borrowed and must outlive the scraper; index is the target's index in
  * the store. */
 int scraper_new(Manager *m, const char *model, const ScrapeTarget *target, unsigned index, SeriesStore *store,
