@@ -136,9 +136,15 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 anon_kib() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
 
-# measure NAME PID: prints "NAME cpu% rss_max_kib hwm_kib anon_max_kib" after DURATION seconds
+# measure NAME PID: prints "NAME cpu% rss_max_kib hwm_kib anon_max_kib instructions" after DURATION
+# seconds. Instructions (user space, from perf when it is there) vary far less than CPU time on a
+# machine shared with other work: cache misses and frequency changes do not move them.
 measure() {
-        local name=$1 pid=$2 t0 c0 t1 c1 rss max=0 anon amax=0
+        local name=$1 pid=$2 t0 c0 t1 c1 rss max=0 anon amax=0 ins=- statpid=
+        if command -v perf >/dev/null; then
+                perf stat -x, -e instructions:u -p "$pid" -o "$tmp/$name.stat" -- sleep "$duration" 2>/dev/null &
+                statpid=$!
+        fi
         t0=$(date +%s.%N)
         c0=$(cpu_ticks "$pid")
         for _ in $(seq "$duration"); do
@@ -150,13 +156,20 @@ measure() {
         done
         t1=$(date +%s.%N)
         c1=$(cpu_ticks "$pid")
-        echo "$name $(echo "($c1 - $c0) / $ticks / ($t1 - $t0) * 100" | bc -l) $max $(hwm_kib "$pid") $amax"
+        if [ -n "$statpid" ]; then
+                wait "$statpid" || true
+                ins=$(awk -F, '/instructions/ && $1 ~ /^[0-9]+$/ { print $1 }' "$tmp/$name.stat")
+                [ -n "$ins" ] || ins=- # no hardware counters (a VM)
+        fi
+        echo "$name $(echo "($c1 - $c0) / $ticks / ($t1 - $t0) * 100" | bc -l) $max $(hwm_kib "$pid") $amax $ins"
 }
 
 report() {
-        # report NAME CPU RSS HWM ANON
+        # report NAME CPU RSS HWM ANON INSTRUCTIONS
         printf '%-14s CPU %6.2f %% of one core   RSS max %6.1f MiB (anonymous %6.1f MiB)   VmHWM %6.1f MiB\n' \
                 "$1" "$2" "$(echo "$3 / 1024" | bc -l)" "$(echo "$5 / 1024" | bc -l)" "$(echo "$4 / 1024" | bc -l)"
+        [ "$6" = - ] || printf '%-14s %.0f million user-space instructions per second\n' "" \
+                "$(echo "$6 / $duration / 1000000" | bc -l)"
 }
 
 echo "$models models, scrape every ${interval}s, policy $policy, gzip=$gzip, window ${duration}s; $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
@@ -230,7 +243,7 @@ if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
         perf record -q -F 999 -g -p "$mk" -o "$tmp/perf.data" -- sleep "$duration" 2>/dev/null &
         perfpid=$!
 fi
-read -r _ mk_cpu mk_rss mk_hwm mk_anon < <(measure modelkeeperd "$mk")
+read -r _ mk_cpu mk_rss mk_hwm mk_anon mk_ins < <(measure modelkeeperd "$mk")
 if [ -n "${perfpid:-}" ]; then
         wait "$perfpid" || true
         perf report -i "$tmp/perf.data" --no-children --sort ${PERF_SORT:-sym} --percent-limit 1 --stdio -g none 2>/dev/null |
@@ -241,7 +254,7 @@ errors=$(awk '/^modelkeeper_scrape_errors_total/ { s += $2 } END { print s }' "$
 series=$(awk '/^modelkeeper_stored_series/ { print $2 }' "$tmp/mk/modelkeeper.prom")
 kill "$mk"
 wait "$mk" 2>/dev/null || true
-report modelkeeperd "$mk_cpu" "$mk_rss" "$mk_hwm" "$mk_anon"
+report modelkeeperd "$mk_cpu" "$mk_rss" "$mk_hwm" "$mk_anon" "$mk_ins"
 echo "               scrapes $scrapes, failed $errors, stored series $series (of $((models * 80)) exposed)"
 grep -E 'WARN|ERROR' "$tmp/mk/daemon.log" | head -5 || true
 
@@ -280,12 +293,12 @@ EOF
         pids+=($pr)
         for _ in $(seq 100); do curl -sf "http://127.0.0.1:$pport/-/ready" >/dev/null && break; sleep 0.2; done
         sleep $((2 * interval))
-        read -r _ pr_cpu pr_rss pr_hwm pr_anon < <(measure prometheus "$pr")
+        read -r _ pr_cpu pr_rss pr_hwm pr_anon pr_ins < <(measure prometheus "$pr")
         up=$(curl -s "http://127.0.0.1:$pport/api/v1/query?query=count(up==1)" | $python -c \
                 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)')
         kill "$pr"
         wait "$pr" 2>/dev/null || true
-        report prometheus "$pr_cpu" "$pr_rss" "$pr_hwm" "$pr_anon"
+        report prometheus "$pr_cpu" "$pr_rss" "$pr_hwm" "$pr_anon" "$pr_ins"
         echo "               targets up: $up of $models (stores every series)"
         printf 'ratio modelkeeperd/prometheus: CPU %.2f, RSS %.2f\n' "$(echo "$mk_cpu / $pr_cpu" | bc -l)" \
                 "$(echo "$mk_rss / $pr_rss" | bc -l)"

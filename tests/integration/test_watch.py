@@ -252,6 +252,8 @@ metrics:
         self.assertRegex(logs, r"version 2 probation round 1: pass \(passed 1/3, failed 0/1, inconclusive 0\): "
                                r"accuracy: pass, value 0.95, min 0.94; errors: pass, value 0, max 10")
         self.assertIn("POLICY=rollout ACTION=promote", logs)
+        # The journal entry comes just before state.json is written.
+        mk.wait_for(lambda: state_json(d)["last_good"] == "2", what="state.json")
         st = state_json(d)
         self.assertEqual(st["last_good"], "2")
         self.assertIsNone(st["probation"])
@@ -300,7 +302,7 @@ metrics:
         d.wait_log("version 2 probation round 2: pass (passed 2/4", timeout=15)
         d.wait_log("Model m: version 2 promoted", timeout=20)
         self.assertNotIn("probation round 5", d.logs())
-        self.assertEqual(state_json(d)["last_good"], "2")
+        mk.wait_for(lambda: state_json(d)["last_good"] == "2", what="state.json")
 
     def test_failed_probation_rolls_back_after_restart(self):
         d = self.start_with_server(self.PROBATION)
@@ -332,7 +334,7 @@ metrics:
         d.wait_log("version 2 probation round 1", timeout=10)
         d.ctl("rollback", "m", "1")
         d.wait_log("probation of version 2 ended without a verdict", timeout=5)
-        self.assertIsNone(state_json(d)["probation"])
+        mk.wait_for(lambda: state_json(d)["probation"] is None, what="state.json")
         self.assertNotIn("quarantined", self.versions()["2"]["state"])
 
     # --- configuration -------------------------------------------------------------------------
