@@ -65,9 +65,8 @@ static int check_one(const char *path, const Config *main_config) {
         printf("%s: OK: model %s, %zu scrape target%s, %zu rule%s, %s, %zu series selector%s, "
                "%zu sample%s per series.\n",
                path, m->name, m->metrics.n_targets, m->metrics.n_targets == 1 ? "" : "s", m->n_rules,
-               m->n_rules == 1 ? "" : "s",
-               m->rollout ? "rollout analysis" : "no rollout analysis", n_selectors, n_selectors == 1 ? "" : "s",
-               st.capacity, st.capacity == 1 ? "" : "s");
+               m->n_rules == 1 ? "" : "s", m->rollout ? "rollout analysis" : "no rollout analysis",
+               n_selectors, n_selectors == 1 ? "" : "s", st.capacity, st.capacity == 1 ? "" : "s");
         return 0;
 }
 
@@ -89,9 +88,12 @@ static int policy_check(int argc, char *argv[]) {
                         break;
                 case 'h':
                         printf("policy check [--config MODELKEEPER.YAML] MODEL.YAML…\n\n"
-                               "Validate model files as modelkeeperd would load them: the schema, every expression,\n"
-                               "the policy as a whole. Errors are FILE:LINE:COLUMN: MESSAGE. With --config, also\n"
-                               "what a model file needs from the main file (trust keys, an encryption recipient).\n");
+                               "Validate model files as modelkeeperd would load them: the schema, every "
+                               "expression,\n"
+                               "the policy as a whole. Errors are FILE:LINE:COLUMN: MESSAGE. With --config, "
+                               "also\n"
+                               "what a model file needs from the main file (trust keys, an encryption "
+                               "recipient).\n");
                         return 0;
                 default:
                         return -EINVAL;
@@ -145,7 +147,8 @@ static int policy_test(int argc, char *argv[]) {
                         break;
                 case 'h':
                         printf("policy test MODEL.YAML --series SERIES.YAML\n\n"
-                               "Run the model's rules and rollout analysis over written series (promtool notation)\n"
+                               "Run the model's rules and rollout analysis over written series (promtool "
+                               "notation)\n"
                                "with a simulated clock, and print the timeline of decisions.\n");
                         return 0;
                 default:
@@ -170,7 +173,7 @@ static int policy_test(int argc, char *argv[]) {
                         log_error_errno(r, "%s: %m", series);
                 return r;
         }
-        STRV_FOREACH(l, lines)
+        STRV_FOREACH (l, lines)
                 printf("%s\n", *l);
         return 0;
 }

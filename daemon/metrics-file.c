@@ -66,9 +66,12 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
                 fprintf(f, "modelkeeper_models{state=\"%s\"} %zu\n", model_state_to_string((ModelState) k),
                         by_state[k]);
 
-        fputs("# HELP modelkeeper_rules Policy rules of all models, by state.\n# TYPE modelkeeper_rules gauge\n", f);
+        fputs("# HELP modelkeeper_rules Policy rules of all models, by state.\n# TYPE modelkeeper_rules "
+              "gauge\n",
+              f);
         for (size_t k = 0; k < _RULE_STATE_MAX; k++)
-                fprintf(f, "modelkeeper_rules{state=\"%s\"} %u\n", rule_state_to_string((RuleState) k), rules[k]);
+                fprintf(f, "modelkeeper_rules{state=\"%s\"} %u\n", rule_state_to_string((RuleState) k),
+                        rules[k]);
 
         /* As Prometheus's ALERTS: one series per rule that is pending or firing. */
         fputs("# HELP modelkeeper_rule_alerts Rules that are pending or firing.\n"
@@ -96,7 +99,8 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
                 "# HELP modelkeeper_stored_series Series kept for the policies.\n"
                 "# TYPE modelkeeper_stored_series gauge\n"
                 "modelkeeper_stored_series %zu\n"
-                "# HELP modelkeeper_series_memory_bytes Memory of the stored series: used now, and the bound.\n"
+                "# HELP modelkeeper_series_memory_bytes Memory of the stored series: used now, and the "
+                "bound.\n"
                 "# TYPE modelkeeper_series_memory_bytes gauge\n"
                 "modelkeeper_series_memory_bytes{kind=\"used\"} %" PRIu64 "\n"
                 "modelkeeper_series_memory_bytes{kind=\"bound\"} %" PRIu64 "\n"
@@ -104,7 +108,8 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
                 "# TYPE modelkeeper_jobs gauge\n"
                 "modelkeeper_jobs{state=\"running\"} %u\n"
                 "modelkeeper_jobs{state=\"queued\"} %u\n",
-                targets, targets - up, series, used, bound, job_runner_running(m->jobs), job_runner_pending(m->jobs));
+                targets, targets - up, series, used, bound, job_runner_running(m->jobs),
+                job_runner_pending(m->jobs));
 
         if (fclose(f) != 0 || r < 0)
                 return -ENOMEM;
@@ -171,8 +176,8 @@ int metrics_file_setup(Manager *m) {
         }
         if (!writer.timer) {
                 /* The first file soon after start, when the models have been looked at once. */
-                r = sd_event_add_time_relative(m->event, &writer.timer, CLOCK_BOOTTIME, USEC_PER_SEC, USEC_PER_SEC,
-                                               on_timer, NULL);
+                r = sd_event_add_time_relative(m->event, &writer.timer, CLOCK_BOOTTIME, USEC_PER_SEC,
+                                               USEC_PER_SEC, on_timer, NULL);
                 if (r < 0)
                         return log_error_errno(r, "Cannot set up the metrics textfile timer: %m");
         }

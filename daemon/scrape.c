@@ -18,12 +18,12 @@ struct Scraper {
         const ScrapeTarget *target;
         unsigned index;
         SeriesStore *store;
-        char *file_path;             /* file:// targets */
+        char *file_path; /* file:// targets */
         ExpfmtLimits limits;
 
         sd_event_source *timer;
-        uint64_t next;               /* CLOCK_BOOTTIME of the next scrape */
-        HttpRequest *request;        /* in flight */
+        uint64_t next;        /* CLOCK_BOOTTIME of the next scrape */
+        HttpRequest *request; /* in flight */
         uint64_t started_realtime, started_boottime;
 
         bool up, ever;
@@ -104,8 +104,8 @@ static void scrape_report(Scraper *s, bool ok) {
                 else
                         log_debug("Model %s: scrape target %s is up.", s->model, s->target->url);
         } else if (!ok && (s->up || !s->ever))
-                log_warning("Model %s: scraping %s failed: %s (up == 0 until it recovers).", s->model, s->target->url,
-                            s->last_error);
+                log_warning("Model %s: scraping %s failed: %s (up == 0 until it recovers).", s->model,
+                            s->target->url, s->last_error);
         s->up = ok;
         s->ever = true;
 }
@@ -133,11 +133,11 @@ static void scrape_complete(Scraper *s, bool ok, StatsScrapeError why, const cha
                         ok = false;
                         why = r == -E2BIG ? STATS_SCRAPE_LIMIT : STATS_SCRAPE_PARSE;
                         if (r == -EINVAL || r == -E2BIG)
-                                snprintf(s->last_error, sizeof(s->last_error), "line %u, column %u: %s", err.line,
-                                         err.column, err.message);
+                                snprintf(s->last_error, sizeof(s->last_error), "line %u, column %u: %s",
+                                         err.line, err.column, err.message);
                         else
-                                snprintf(s->last_error, sizeof(s->last_error), "cannot store the samples: %s",
-                                         strerror(-r));
+                                snprintf(s->last_error, sizeof(s->last_error),
+                                         "cannot store the samples: %s", strerror(-r));
                 } else
                         s->last_samples = st.samples - st.skipped;
         }
@@ -153,8 +153,8 @@ static void scrape_complete(Scraper *s, bool ok, StatsScrapeError why, const cha
                 s->done(s, ok, s->userdata);
 }
 
-static void on_http_done(HttpRequest *req, int error, long status, const char *body, size_t size, const char *reason,
-                         void *userdata) {
+static void on_http_done(HttpRequest *req, int error, long status, const char *body, size_t size,
+                         const char *reason, void *userdata) {
         Scraper *s = userdata;
         StatsScrapeError why = STATS_SCRAPE_TRANSPORT;
         bool ok = false;
@@ -197,7 +197,8 @@ static void scrape_file(Scraper *s) {
                          r == -EBADFD  ? "not a regular file"
                          : r == -EFBIG ? "larger than max_body"
                                        : strerror(-r));
-                scrape_complete(s, false, r == -EFBIG ? STATS_SCRAPE_TOO_LARGE : STATS_SCRAPE_FILE, NULL, 0, NULL);
+                scrape_complete(s, false, r == -EFBIG ? STATS_SCRAPE_TOO_LARGE : STATS_SCRAPE_FILE, NULL, 0,
+                                NULL);
                 return;
         }
         scrape_complete(s, true, STATS_SCRAPE_FILE, buf, size, NULL);
@@ -253,8 +254,8 @@ int scraper_trigger(Scraper *s) {
         return scrape_start(s);
 }
 
-int scraper_new(Manager *m, const char *model, const ScrapeTarget *target, unsigned index, SeriesStore *store,
-                ScrapeDoneFn done, void *userdata, Scraper **ret) {
+int scraper_new(Manager *m, const char *model, const ScrapeTarget *target, unsigned index,
+                SeriesStore *store, ScrapeDoneFn done, void *userdata, Scraper **ret) {
         _cleanup_(scraper_freep) Scraper *s = NULL;
         uint64_t now;
         int r;

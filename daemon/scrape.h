@@ -29,7 +29,7 @@ typedef void (*ScrapeDoneFn)(Scraper *s, bool success, void *userdata);
 
 /* The Accept header: OpenMetrics preferred, the 0.0.4 text format understood, anything else
  * parsed as 0.0.4 text (what Prometheus does). */
-#define SCRAPE_ACCEPT                                                                                      \
+#define SCRAPE_ACCEPT \
         "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 
 /* The longest exposition line accepted from a scrape target. */
@@ -37,8 +37,8 @@ typedef void (*ScrapeDoneFn)(Scraper *s, bool success, void *userdata);
 
 /* target and store are borrowed and must outlive the scraper; index is the target's index in
  * the store. */
-int scraper_new(Manager *m, const char *model, const ScrapeTarget *target, unsigned index, SeriesStore *store,
-                ScrapeDoneFn done, void *userdata, Scraper **ret);
+int scraper_new(Manager *m, const char *model, const ScrapeTarget *target, unsigned index,
+                SeriesStore *store, ScrapeDoneFn done, void *userdata, Scraper **ret);
 Scraper *scraper_free(Scraper *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Scraper *, scraper_free);
 
@@ -52,9 +52,9 @@ typedef struct ScraperInfo {
         const char *url;
         bool up;
         uint64_t scrapes, failures;
-        uint64_t last_duration;   /* usec */
+        uint64_t last_duration; /* usec */
         size_t last_bytes, last_samples;
-        const char *last_error;   /* NULL when the last scrape succeeded */
+        const char *last_error; /* NULL when the last scrape succeeded */
 } ScraperInfo;
 
 void scraper_info(const Scraper *s, ScraperInfo *ret);

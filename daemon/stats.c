@@ -37,7 +37,8 @@ static const struct {
         StatsCounter counter;
         const char *name, *labels, *help;
 } counter_table[_STATS_COUNTER_MAX] = {
-        {STATS_UPDATE_CHECKS, "modelkeeper_update_checks_total", NULL, "Checks of the models' release sources."},
+        {STATS_UPDATE_CHECKS, "modelkeeper_update_checks_total", NULL,
+         "Checks of the models' release sources."},
         {STATS_UPDATES, "modelkeeper_updates_total", NULL, "Releases verified and installed."},
         {STATS_ACTIVATIONS, "modelkeeper_activations_total", NULL, "Versions activated (new versions)."},
         {STATS_ROLLBACKS_POLICY, "modelkeeper_rollbacks_total", "trigger=\"policy\"",
@@ -45,13 +46,15 @@ static const struct {
         {STATS_ROLLBACKS_OTHER, "modelkeeper_rollbacks_total", "trigger=\"other\"", NULL},
         {STATS_PROMOTIONS, "modelkeeper_promotions_total", NULL, "Versions promoted to last good."},
         {STATS_QUARANTINES, "modelkeeper_quarantines_total", NULL, "Versions quarantined."},
-        {STATS_RECOMPRESSIONS, "modelkeeper_recompressions_total", NULL, "Derived versions made by re-compression."},
+        {STATS_RECOMPRESSIONS, "modelkeeper_recompressions_total", NULL,
+         "Derived versions made by re-compression."},
         {STATS_CONFIG_REFUSALS, "modelkeeper_config_refusals_total", NULL, "Configuration files refused."},
         {STATS_RELOADS, "modelkeeper_reloads_total", NULL, "Configuration reloads applied."},
         {STATS_RULE_ACTIONS, "modelkeeper_rule_actions_total", "result=\"done\"",
          "Actions of firing rules, by whether they could be carried out."},
         {STATS_RULE_ACTIONS_FAILED, "modelkeeper_rule_actions_total", "result=\"failed\"", NULL},
-        {STATS_PROBATION_ROUNDS, "modelkeeper_probation_rounds_total", NULL, "Rollout analysis rounds evaluated."},
+        {STATS_PROBATION_ROUNDS, "modelkeeper_probation_rounds_total", NULL,
+         "Rollout analysis rounds evaluated."},
         {STATS_SCRAPES, "modelkeeper_scrapes_total", NULL, "Metric scrapes completed, successful or not."},
 };
 
@@ -207,10 +210,11 @@ static void render_job(FILE *f, const JobHistogram *h) {
 
         for (size_t i = 0; i < N_JOB_BUCKETS; i++) {
                 cumulative += h->buckets[i];
-                fprintf(f, "modelkeeper_job_duration_seconds_bucket{verb=\"%s\",le=\"%g\"} %" PRIu64 "\n", h->verb,
-                        job_buckets[i], cumulative);
+                fprintf(f, "modelkeeper_job_duration_seconds_bucket{verb=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+                        h->verb, job_buckets[i], cumulative);
         }
-        fprintf(f, "modelkeeper_job_duration_seconds_bucket{verb=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", h->verb, h->count);
+        fprintf(f, "modelkeeper_job_duration_seconds_bucket{verb=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", h->verb,
+                h->count);
         fprintf(f, "modelkeeper_job_duration_seconds_sum{verb=\"%s\"} %.6f\n", h->verb, h->sum);
         fprintf(f, "modelkeeper_job_duration_seconds_count{verb=\"%s\"} %" PRIu64 "\n", h->verb, h->count);
 }
@@ -219,26 +223,26 @@ int stats_render(FILE *f) {
         for (size_t i = 0; i < ELEMENTSOF(counter_table); i++) {
                 /* A metric with several label values is announced once, before its first line. */
                 if (counter_table[i].help)
-                        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", counter_table[i].name, counter_table[i].help,
-                                counter_table[i].name);
-                fprintf(f, "%s%s%s%s %" PRIu64 "\n", counter_table[i].name, counter_table[i].labels ? "{" : "",
-                        strempty(counter_table[i].labels), counter_table[i].labels ? "}" : "",
-                        stats.counters[counter_table[i].counter]);
+                        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", counter_table[i].name,
+                                counter_table[i].help, counter_table[i].name);
+                fprintf(f, "%s%s%s%s %" PRIu64 "\n", counter_table[i].name,
+                        counter_table[i].labels ? "{" : "", strempty(counter_table[i].labels),
+                        counter_table[i].labels ? "}" : "", stats.counters[counter_table[i].counter]);
         }
 
         fputs("# HELP modelkeeper_scrape_errors_total Metric scrapes that failed (up == 0), by reason.\n"
               "# TYPE modelkeeper_scrape_errors_total counter\n",
               f);
         for (size_t i = 0; i < _STATS_SCRAPE_ERROR_MAX; i++)
-                fprintf(f, "modelkeeper_scrape_errors_total{reason=\"%s\"} %" PRIu64 "\n", scrape_error_table[i],
-                        stats.scrape_errors[i]);
+                fprintf(f, "modelkeeper_scrape_errors_total{reason=\"%s\"} %" PRIu64 "\n",
+                        scrape_error_table[i], stats.scrape_errors[i]);
 
         fputs("# HELP modelkeeper_release_refusals_total Releases refused, by reason.\n"
               "# TYPE modelkeeper_release_refusals_total counter\n",
               f);
         for (size_t i = 0; i < stats.n_refusals; i++)
-                fprintf(f, "modelkeeper_release_refusals_total{reason=\"%s\"} %" PRIu64 "\n", stats.refusals[i].reason,
-                        stats.refusals[i].count);
+                fprintf(f, "modelkeeper_release_refusals_total{reason=\"%s\"} %" PRIu64 "\n",
+                        stats.refusals[i].reason, stats.refusals[i].count);
 
         fputs("# HELP modelkeeper_job_duration_seconds How long agent jobs ran, by verb.\n"
               "# TYPE modelkeeper_job_duration_seconds histogram\n",
@@ -253,7 +257,7 @@ int stats_render(FILE *f) {
               f);
         for (size_t i = 0; i <= JOB_VERBS_MAX; i++)
                 if (stats.jobs[i].count > 0)
-                        fprintf(f, "modelkeeper_job_failed_total{verb=\"%s\"} %" PRIu64 "\n", stats.jobs[i].verb,
-                                stats.jobs[i].failed);
+                        fprintf(f, "modelkeeper_job_failed_total{verb=\"%s\"} %" PRIu64 "\n",
+                                stats.jobs[i].verb, stats.jobs[i].failed);
         return ferror(f) ? -EIO : 0;
 }

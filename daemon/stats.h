@@ -19,32 +19,32 @@
 #include "macros.h"
 
 typedef enum StatsCounter {
-        STATS_UPDATE_CHECKS,        /* explicit: a model's source was checked */
-        STATS_UPDATES,              /* MK_MESSAGE_VERIFIED: a release verified and installed */
-        STATS_ACTIVATIONS,          /* MK_MESSAGE_ACTIVATED */
-        STATS_ROLLBACKS_POLICY,     /* MK_MESSAGE_ROLLBACK with RULE= (a rule or a rollout) */
-        STATS_ROLLBACKS_OTHER,      /* MK_MESSAGE_ROLLBACK: operator, restore after a failure */
-        STATS_PROMOTIONS,           /* MK_MESSAGE_PROMOTED */
-        STATS_QUARANTINES,          /* MK_MESSAGE_QUARANTINED, ACTION=quarantine */
-        STATS_RECOMPRESSIONS,       /* MK_MESSAGE_RECOMPRESSED */
-        STATS_CONFIG_REFUSALS,      /* MK_MESSAGE_CONFIG_REFUSED */
-        STATS_RELOADS,              /* MK_MESSAGE_RELOADED */
-        STATS_RULE_ACTIONS,         /* explicit: a rule's action was run */
-        STATS_RULE_ACTIONS_FAILED,  /* explicit: … and could not be carried out */
-        STATS_PROBATION_ROUNDS,     /* explicit: rollout analysis rounds evaluated */
-        STATS_SCRAPES,              /* explicit: scrapes completed (successful or not) */
+        STATS_UPDATE_CHECKS,       /* explicit: a model's source was checked */
+        STATS_UPDATES,             /* MK_MESSAGE_VERIFIED: a release verified and installed */
+        STATS_ACTIVATIONS,         /* MK_MESSAGE_ACTIVATED */
+        STATS_ROLLBACKS_POLICY,    /* MK_MESSAGE_ROLLBACK with RULE= (a rule or a rollout) */
+        STATS_ROLLBACKS_OTHER,     /* MK_MESSAGE_ROLLBACK: operator, restore after a failure */
+        STATS_PROMOTIONS,          /* MK_MESSAGE_PROMOTED */
+        STATS_QUARANTINES,         /* MK_MESSAGE_QUARANTINED, ACTION=quarantine */
+        STATS_RECOMPRESSIONS,      /* MK_MESSAGE_RECOMPRESSED */
+        STATS_CONFIG_REFUSALS,     /* MK_MESSAGE_CONFIG_REFUSED */
+        STATS_RELOADS,             /* MK_MESSAGE_RELOADED */
+        STATS_RULE_ACTIONS,        /* explicit: a rule's action was run */
+        STATS_RULE_ACTIONS_FAILED, /* explicit: … and could not be carried out */
+        STATS_PROBATION_ROUNDS,    /* explicit: rollout analysis rounds evaluated */
+        STATS_SCRAPES,             /* explicit: scrapes completed (successful or not) */
         _STATS_COUNTER_MAX,
 } StatsCounter;
 
 /* Why a scrape failed: a bounded label set. */
 typedef enum StatsScrapeError {
-        STATS_SCRAPE_TRANSPORT,     /* connection refused, reset, TLS … */
+        STATS_SCRAPE_TRANSPORT, /* connection refused, reset, TLS … */
         STATS_SCRAPE_TIMEOUT,
-        STATS_SCRAPE_STATUS,        /* an HTTP status other than 200 */
-        STATS_SCRAPE_TOO_LARGE,     /* max_body */
-        STATS_SCRAPE_PARSE,         /* the exposition is malformed */
-        STATS_SCRAPE_LIMIT,         /* an ExpfmtLimits limit (lines, labels, series) */
-        STATS_SCRAPE_FILE,          /* a file:// target missing or unreadable */
+        STATS_SCRAPE_STATUS,    /* an HTTP status other than 200 */
+        STATS_SCRAPE_TOO_LARGE, /* max_body */
+        STATS_SCRAPE_PARSE,     /* the exposition is malformed */
+        STATS_SCRAPE_LIMIT,     /* an ExpfmtLimits limit (lines, labels, series) */
+        STATS_SCRAPE_FILE,      /* a file:// target missing or unreadable */
         _STATS_SCRAPE_ERROR_MAX,
 } StatsScrapeError;
 

@@ -12,15 +12,17 @@
 #include "watch.h"
 
 int model_check_update(Model *model) {
-        return log_warning_errno(-EOPNOTSUPP,
-                                 "Model %s: a rule asked for an update check, but this modelkeeperd cannot check for "
-                                 "updates yet; nothing was done.",
-                                 model->name);
+        return log_warning_errno(
+                -EOPNOTSUPP,
+                "Model %s: a rule asked for an update check, but this modelkeeperd cannot check for "
+                "updates yet; nothing was done.",
+                model->name);
 }
 
 int model_recompress(Model *model, const char *profile, const char *reason) {
-        return log_warning_errno(-EOPNOTSUPP,
-                                 "Model %s: re-compression with profile %s was asked for (%s), but this modelkeeperd "
-                                 "cannot re-compress yet; nothing was done.",
-                                 model->name, strna(profile), strna(reason));
+        return log_warning_errno(
+                -EOPNOTSUPP,
+                "Model %s: re-compression with profile %s was asked for (%s), but this modelkeeperd "
+                "cannot re-compress yet; nothing was done.",
+                model->name, strna(profile), strna(reason));
 }

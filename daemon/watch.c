@@ -20,17 +20,17 @@
 #include "watch.h"
 
 /* Rules of a model without scrape targets still run (on constant or absent data). */
-#define WATCH_EVAL_INTERVAL     (15 * USEC_PER_SEC)
+#define WATCH_EVAL_INTERVAL (15 * USEC_PER_SEC)
 /* How soon a decision that found the model busy is tried again. */
-#define WATCH_RETRY             (2 * USEC_PER_SEC)
+#define WATCH_RETRY (2 * USEC_PER_SEC)
 /* An exec action is a hook (notify someone, restart something): it gets this long. */
-#define EXEC_ACTION_TIMEOUT     (10 * 60 * USEC_PER_SEC)
-#define EXEC_ACTIONS_MAX        4
+#define EXEC_ACTION_TIMEOUT (10 * 60 * USEC_PER_SEC)
+#define EXEC_ACTIONS_MAX    4
 /* Series stored per model (referenced by a policy), and remembered as not referenced. With the
  * ring sizes from the policy's longest range these bound the store's memory (logged at start). */
-#define WATCH_MAX_SERIES        1024
-#define WATCH_MAX_IGNORED       1024
-#define WATCH_MEMORY_BUDGET     (16 * MIB)
+#define WATCH_MAX_SERIES    1024
+#define WATCH_MAX_IGNORED   1024
+#define WATCH_MEMORY_BUDGET (16 * MIB)
 
 typedef struct Watch Watch;
 typedef struct ExecAction ExecAction;
@@ -43,7 +43,7 @@ struct ExecAction {
 };
 
 typedef struct RuleExtra {
-        bool pending;          /* ACT decided while the model was busy: run when idle */
+        bool pending; /* ACT decided while the model was busy: run when idle */
         bool error_reported;
 } RuleExtra;
 
@@ -59,11 +59,11 @@ struct Watch {
         ExecAction *execs;
         unsigned n_execs;
 
-        char *baseline_version;   /* the activation the baseline snapshot was taken for */
+        char *baseline_version; /* the activation the baseline snapshot was taken for */
         /* Probation */
-        char *from;               /* the version the one on probation replaced */
+        char *from; /* the version the one on probation replaced */
         ActivationKind kind;
-        bool rollback_pending;    /* the analysis failed; the rollback waits for an idle model */
+        bool rollback_pending; /* the analysis failed; the rollback waits for an idle model */
         char *rollback_reason, *rollback_rule;
         bool paused_reported;
 };
@@ -122,11 +122,11 @@ static int on_exec_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
         if (si->si_code == CLD_EXITED && si->si_status == 0)
                 log_info("Model %s: exec action of rule %s finished.", model->name, a->rule);
         else if (si->si_code == CLD_EXITED)
-                log_warning("Model %s: exec action of rule %s failed with exit status %d.", model->name, a->rule,
-                            si->si_status);
+                log_warning("Model %s: exec action of rule %s failed with exit status %d.", model->name,
+                            a->rule, si->si_status);
         else
-                log_warning("Model %s: exec action of rule %s was killed by signal %s.", model->name, a->rule,
-                            sigabbrev_np(si->si_status) ?: "?");
+                log_warning("Model %s: exec action of rule %s was killed by signal %s.", model->name,
+                            a->rule, sigabbrev_np(si->si_status) ?: "?");
         exec_action_free(a);
         return 0;
 }
@@ -146,8 +146,9 @@ static int run_exec(Watch *w, const char *rule, char *const *argv) {
         int r;
 
         if (w->n_execs >= EXEC_ACTIONS_MAX)
-                return log_warning_errno(-EBUSY, "Model %s: %u exec actions still running; not starting another for rule %s.",
-                                         model->name, w->n_execs, rule);
+                return log_warning_errno(
+                        -EBUSY, "Model %s: %u exec actions still running; not starting another for rule %s.",
+                        model->name, w->n_execs, rule);
         a = calloc(1, sizeof(ExecAction));
         if (!a)
                 return log_oom();
@@ -159,14 +160,15 @@ static int run_exec(Watch *w, const char *rule, char *const *argv) {
         r = serve_spawn(model->manager, argv, model->name, model->state->active, on_exec_exit, a, &a->child);
         if (r < 0) {
                 exec_action_free(a);
-                return log_error_errno(r, "Model %s: cannot run the exec action of rule %s (%s): %m", model->name, rule,
-                                       argv[0]);
+                return log_error_errno(r, "Model %s: cannot run the exec action of rule %s (%s): %m",
+                                       model->name, rule, argv[0]);
         }
-        r = sd_event_add_time_relative(model->manager->event, &a->timeout, CLOCK_BOOTTIME, EXEC_ACTION_TIMEOUT,
-                                       USEC_PER_SEC, on_exec_timeout, a);
+        r = sd_event_add_time_relative(model->manager->event, &a->timeout, CLOCK_BOOTTIME,
+                                       EXEC_ACTION_TIMEOUT, USEC_PER_SEC, on_exec_timeout, a);
         if (r < 0) {
                 exec_action_free(a);
-                return log_error_errno(r, "Model %s: cannot watch the exec action of rule %s: %m", model->name, rule);
+                return log_error_errno(r, "Model %s: cannot watch the exec action of rule %s: %m",
+                                       model->name, rule);
         }
         a->watch = w;
         a->next = w->execs;
@@ -220,9 +222,9 @@ static int watch_save_probation(Watch *w) {
         engine = policy_state_to_json(w->policy);
         if (!engine)
                 return log_oom();
-        o = json_pack("{s:s, s:s?, s:s, s:s, s:o}", "version", policy_rollout_version(w->policy), "from", w->from,
-                      "kind", activation_kind_to_string(w->kind), "saved", format_timestamp(ts, now_realtime_usec()),
-                      "engine", engine);
+        o = json_pack("{s:s, s:s?, s:s, s:s, s:o}", "version", policy_rollout_version(w->policy), "from",
+                      w->from, "kind", activation_kind_to_string(w->kind), "saved",
+                      format_timestamp(ts, now_realtime_usec()), "engine", engine);
         if (!o)
                 return log_oom();
         if (w->rollback_pending &&
@@ -295,7 +297,8 @@ static char *format_checks(const RolloutRound *round) {
                 char v[64];
 
                 fmt_number(v, sizeof(v), c->value);
-                fprintf(f, "%s%s: %s", i > 0 ? "; " : "", c->name ?: c->expr, check_outcome_to_string(c->outcome));
+                fprintf(f, "%s%s: %s", i > 0 ? "; " : "", c->name ?: c->expr,
+                        check_outcome_to_string(c->outcome));
                 if (!isnan(c->value))
                         fprintf(f, ", value %s", v);
                 if (!isnan(c->min)) {
@@ -358,10 +361,15 @@ static void watch_probation_rollback(Watch *w) {
         to = rollback_target(model, candidates, ELEMENTSOF(candidates));
         if (!to) {
                 log_event(LOG_ERR, 0,
-                          &(LogFields){.message_id = MK_MESSAGE_PROBATION, .model = model->name, .version = version,
-                                       .policy = "rollout", .rule = w->rollback_rule, .action = "rollback",
+                          &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                                       .model = model->name,
+                                       .version = version,
+                                       .policy = "rollout",
+                                       .rule = w->rollback_rule,
+                                       .action = "rollback",
                                        .reason = "no version to roll back to"},
-                          "Model %s: version %s failed its rollout analysis, but there is no good version to roll "
+                          "Model %s: version %s failed its rollout analysis, but there is no good version "
+                          "to roll "
                           "back to; it keeps serving (quarantined).",
                           model->name, strna(version));
                 watch_end_probation(w);
@@ -373,8 +381,8 @@ static void watch_probation_rollback(Watch *w) {
                 return;
         }
         if (r < 0)
-                log_error_errno(r, "Model %s: cannot roll back from version %s to %s: %m", model->name, strna(version),
-                                to);
+                log_error_errno(r, "Model %s: cannot roll back from version %s to %s: %m", model->name,
+                                strna(version), to);
         /* Started (recorded in state.json's in_progress, which a restart completes), or impossible. */
         watch_end_probation(w);
 }
@@ -387,11 +395,17 @@ static void watch_log_round(Watch *w, const RolloutRound *round) {
                                                                    : "continue";
 
         log_event(round->verdict == ROUND_FAIL ? LOG_WARNING : LOG_INFO, 0,
-                  &(LogFields){.message_id = MK_MESSAGE_PROBATION, .model = model->name, .version = round->version,
-                               .from_version = w->from, .policy = "rollout", .action = action, .reason = checks},
-                  "Model %s: version %s probation round %u: %s (passed %u/%u, failed %u/%u, inconclusive %u)%s%s: %s",
-                  model->name, round->version, round->round, round_verdict_to_string(round->verdict), round->passed,
-                  round->iterations, round->failed, round->threshold, round->inconclusive,
+                  &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                               .model = model->name,
+                               .version = round->version,
+                               .from_version = w->from,
+                               .policy = "rollout",
+                               .action = action,
+                               .reason = checks},
+                  "Model %s: version %s probation round %u: %s (passed %u/%u, failed %u/%u, inconclusive "
+                  "%u)%s%s: %s",
+                  model->name, round->version, round->round, round_verdict_to_string(round->verdict),
+                  round->passed, round->iterations, round->failed, round->threshold, round->inconclusive,
                   round->decision != ROLLOUT_CONTINUE ? " → " : "",
                   round->decision != ROLLOUT_CONTINUE ? action : "", strna(checks));
 }
@@ -427,12 +441,16 @@ static int on_rollout_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                         watch_arm_rollout(w, WATCH_RETRY);
                         return 0;
                 }
-                log_event(LOG_NOTICE, 0,
-                          &(LogFields){.message_id = MK_MESSAGE_PROBATION, .model = model->name, .version = version,
-                                       .policy = "rollout", .action = "abort",
-                                       .reason = "the version no longer serves"},
-                          "Model %s: probation of version %s ended without a verdict: version %s serves now.",
-                          model->name, strna(version), strna(model->state->active));
+                log_event(
+                        LOG_NOTICE, 0,
+                        &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                                     .model = model->name,
+                                     .version = version,
+                                     .policy = "rollout",
+                                     .action = "abort",
+                                     .reason = "the version no longer serves"},
+                        "Model %s: probation of version %s ended without a verdict: version %s serves now.",
+                        model->name, strna(version), strna(model->state->active));
                 watch_end_probation(w);
                 return 0;
         }
@@ -440,11 +458,14 @@ static int on_rollout_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 /* No verdict behind the operator's back: the analysis waits until the hold is lifted. */
                 if (!w->paused_reported)
                         log_event(LOG_NOTICE, 0,
-                                  &(LogFields){.message_id = MK_MESSAGE_PROBATION, .model = model->name,
-                                               .version = version, .policy = "rollout", .action = "pause",
+                                  &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                                               .model = model->name,
+                                               .version = version,
+                                               .policy = "rollout",
+                                               .action = "pause",
                                                .reason = "model on hold"},
-                                  "Model %s: probation of version %s paused while the model is on hold.", model->name,
-                                  strna(version));
+                                  "Model %s: probation of version %s paused while the model is on hold.",
+                                  model->name, strna(version));
                 w->paused_reported = true;
                 watch_arm_rollout(w, WATCH_RETRY);
                 return 0;
@@ -453,7 +474,8 @@ static int on_rollout_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         r = policy_rollout_eval(w->policy, w->store, now, &round);
         if (r < 0) {
-                log_error_errno(r, "Model %s: rollout analysis of version %s failed: %m", model->name, strna(version));
+                log_error_errno(r, "Model %s: rollout analysis of version %s failed: %m", model->name,
+                                strna(version));
                 watch_arm_rollout(w, WATCH_RETRY);
                 return 0;
         }
@@ -482,7 +504,8 @@ static int on_rollout_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 _cleanup_free_ char *checks = format_checks(&round);
 
                 free(w->rollback_reason);
-                w->rollback_reason = xasprintf("rollout analysis failed (%s): %s", round.reason, strna(checks));
+                w->rollback_reason =
+                        xasprintf("rollout analysis failed (%s): %s", round.reason, strna(checks));
                 free(w->rollback_rule);
                 w->rollback_rule = failed_checks(&round);
                 w->rollback_pending = true;
@@ -519,7 +542,8 @@ static void format_rule_reason(char *buf, size_t size, const RuleEvent *e) {
                 snprintf(buf, size, "%s = %s", e->expr, v);
 }
 
-static void log_rule(Watch *w, const RuleEvent *e, int level, const char *reason, const char *fmt, ...) _printf_(5, 6);
+static void log_rule(Watch *w, const RuleEvent *e, int level, const char *reason, const char *fmt, ...)
+        _printf_(5, 6);
 static void log_rule(Watch *w, const RuleEvent *e, int level, const char *reason, const char *fmt, ...) {
         char msg[1024];
         va_list ap;
@@ -528,8 +552,11 @@ static void log_rule(Watch *w, const RuleEvent *e, int level, const char *reason
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         log_event(level, 0,
-                  &(LogFields){.message_id = MK_MESSAGE_RULE, .model = w->model->name,
-                               .version = w->model->state->active, .rule = e->name, .action = action_name(e->action),
+                  &(LogFields){.message_id = MK_MESSAGE_RULE,
+                               .model = w->model->name,
+                               .version = w->model->state->active,
+                               .rule = e->name,
+                               .action = action_name(e->action),
                                .reason = reason},
                   "Model %s: rule %s %s", w->model->name, e->name, msg);
 }
@@ -544,7 +571,8 @@ static int run_action(Watch *w, const RuleEvent *e, const char *reason) {
 
         if (!why)
                 return log_oom();
-        if ((a->type == ACTION_ROLLBACK || a->type == ACTION_UPDATE || a->type == ACTION_RECOMPRESS) && model->op)
+        if ((a->type == ACTION_ROLLBACK || a->type == ACTION_UPDATE || a->type == ACTION_RECOMPRESS) &&
+            model->op)
                 return -EBUSY;
 
         switch (a->type) {
@@ -553,7 +581,8 @@ static int run_action(Watch *w, const RuleEvent *e, const char *reason) {
                 const char *to = rollback_target(model, candidates, ELEMENTSOF(candidates));
 
                 if (!to) {
-                        log_rule(w, e, LOG_WARNING, reason, "wants a rollback, but there is no good version to roll back to.");
+                        log_rule(w, e, LOG_WARNING, reason,
+                                 "wants a rollback, but there is no good version to roll back to.");
                         r = -ENOENT;
                         break;
                 }
@@ -561,8 +590,8 @@ static int run_action(Watch *w, const RuleEvent *e, const char *reason) {
                 if (r == -EBUSY)
                         return r;
                 if (r < 0)
-                        log_error_errno(r, "Model %s: rule %s: cannot roll back to version %s: %m", model->name,
-                                        e->name, to);
+                        log_error_errno(r, "Model %s: rule %s: cannot roll back to version %s: %m",
+                                        model->name, e->name, to);
                 break;
         }
         case ACTION_HOLD:
@@ -592,7 +621,8 @@ static int run_action(Watch *w, const RuleEvent *e, const char *reason) {
 static void watch_act(Watch *w, RuleExtra *x, const RuleEvent *e, const char *reason) {
         if (run_action(w, e, reason) == -EBUSY) {
                 if (!x->pending)
-                        log_rule(w, e, LOG_INFO, reason, "waits for the running operation of the model to act.");
+                        log_rule(w, e, LOG_INFO, reason,
+                                 "waits for the running operation of the model to act.");
                 x->pending = true;
         } else
                 x->pending = false;
@@ -618,8 +648,8 @@ static void watch_evaluate(Watch *w) {
 
                 if (e->decision == RULE_DECISION_ERROR) {
                         if (!x->error_reported)
-                                log_rule(w, e, LOG_WARNING, e->message, "cannot be evaluated: %s (%s)", e->message,
-                                         e->expr);
+                                log_rule(w, e, LOG_WARNING, e->message, "cannot be evaluated: %s (%s)",
+                                         e->message, e->expr);
                         x->error_reported = true;
                         continue;
                 }
@@ -634,12 +664,14 @@ static void watch_evaluate(Watch *w) {
                 case RULE_DECISION_ACT:
                         /* For `log`, the state change above is the whole action. */
                         if (e->action->type != ACTION_LOG)
-                                log_rule(w, e, LOG_NOTICE, reason, "acts: %s%s%s (%s)", action_name(e->action),
-                                         e->action->profile ? " " : "", strempty(e->action->profile), reason);
+                                log_rule(w, e, LOG_NOTICE, reason, "acts: %s%s%s (%s)",
+                                         action_name(e->action), e->action->profile ? " " : "",
+                                         strempty(e->action->profile), reason);
                         watch_act(w, x, e, reason);
                         continue;
                 case RULE_DECISION_COOLDOWN:
-                        log_rule(w, e, LOG_NOTICE, reason, "would %s, but it acted less than its cooldown ago (%s).",
+                        log_rule(w, e, LOG_NOTICE, reason,
+                                 "would %s, but it acted less than its cooldown ago (%s).",
                                  action_name(e->action), reason);
                         break;
                 case RULE_DECISION_HELD:
@@ -654,7 +686,8 @@ static void watch_evaluate(Watch *w) {
                 if (x->pending) {
                         if (e->to != RULE_FIRING || model->state->hold) {
                                 log_rule(w, e, LOG_INFO, reason, "no longer acts: %s.",
-                                         model->state->hold ? "the model was put on hold" : "it stopped firing");
+                                         model->state->hold ? "the model was put on hold"
+                                                            : "it stopped firing");
                                 x->pending = false;
                         } else if (!model->op)
                                 watch_act(w, x, e, reason);
@@ -690,8 +723,8 @@ static Watch *watch_free(Watch *w) {
         if (!w)
                 return NULL;
         while (w->execs) {
-                log_notice("Model %s: exec action of rule %s killed: the model's watch stopped.", w->model->name,
-                           w->execs->rule);
+                log_notice("Model %s: exec action of rule %s killed: the model's watch stopped.",
+                           w->model->name, w->execs->rule);
                 exec_action_free(w->execs);
         }
         for (size_t i = 0; i < w->n_scrapers; i++)
@@ -729,7 +762,8 @@ static int watch_new_store(Watch *w, char *msg, size_t msg_size) {
 
                 if (strv_extend(&targets, strna(inst)) < 0)
                         return -ENOMEM;
-                o.min_interval = o.min_interval == 0 ? mc->targets[i].every : MIN(o.min_interval, mc->targets[i].every);
+                o.min_interval = o.min_interval == 0 ? mc->targets[i].every
+                                                     : MIN(o.min_interval, mc->targets[i].every);
         }
         if (o.min_interval == 0)
                 o.min_interval = WATCH_EVAL_INTERVAL;
@@ -753,7 +787,8 @@ static void watch_restore_probation(Watch *w) {
         engine = json_object_get(pr, "engine");
         rb = json_object_get(pr, "rollback");
         if (!version || !version_id_is_valid(version)) {
-                log_warning("Model %s: state.json has a probation without a valid version; dropping it.", model->name);
+                log_warning("Model %s: state.json has a probation without a valid version; dropping it.",
+                            model->name);
                 watch_end_probation(w);
                 return;
         }
@@ -765,7 +800,8 @@ static void watch_restore_probation(Watch *w) {
         r = engine ? policy_state_from_json(w->policy, engine, now) : -ENODATA;
         if (r < 0 || !streq_ptr(policy_rollout_version(w->policy), version)) {
                 /* Counters lost: the analysis starts over (the baseline, if any, is gone too). */
-                log_warning("Model %s: the saved rollout analysis of version %s cannot be restored (%s); starting it "
+                log_warning("Model %s: the saved rollout analysis of version %s cannot be restored (%s); "
+                            "starting it "
                             "over.",
                             model->name, version, r < 0 ? strerror(-r) : "another version");
                 r = policy_rollout_start(w->policy, version, now);
@@ -778,7 +814,8 @@ static void watch_restore_probation(Watch *w) {
                 w->rollback_pending = true;
                 w->rollback_reason = strdup(strna(json_string_value(json_object_get(rb, "reason"))));
                 w->rollback_rule = strdup(strna(json_string_value(json_object_get(rb, "rule"))));
-                log_notice("Model %s: version %s failed its rollout analysis before the restart; rolling it back.",
+                log_notice("Model %s: version %s failed its rollout analysis before the restart; rolling it "
+                           "back.",
                            model->name, version);
                 watch_arm_rollout(w, 0);
                 return;
@@ -786,8 +823,12 @@ static void watch_restore_probation(Watch *w) {
         switch (policy_rollout_phase(w->policy)) {
         case ROLLOUT_PROBATION:
                 log_event(LOG_INFO, 0,
-                          &(LogFields){.message_id = MK_MESSAGE_PROBATION, .model = model->name, .version = version,
-                                       .from_version = w->from, .policy = "rollout", .action = "resume"},
+                          &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                                       .model = model->name,
+                                       .version = version,
+                                       .from_version = w->from,
+                                       .policy = "rollout",
+                                       .action = "resume"},
                           "Model %s: probation of version %s resumed.", model->name, version);
                 watch_arm_next_round(w);
                 break;
@@ -796,8 +837,9 @@ static void watch_restore_probation(Watch *w) {
                 break;
         default:
                 /* A verdict without its record: nothing safe to do but to forget it. */
-                log_warning("Model %s: the saved probation of version %s has no pending decision; dropping it.",
-                            model->name, version);
+                log_warning(
+                        "Model %s: the saved probation of version %s has no pending decision; dropping it.",
+                        model->name, version);
                 watch_end_probation(w);
                 break;
         }
@@ -821,8 +863,8 @@ int model_watch_start(Model *model) {
         r = policy_new(model->config, &w->policy, &perr);
         if (r < 0)
                 /* The configuration validator compiles every expression, so this is a bug or no memory. */
-                return log_error_errno(r, "Model %s: the policy cannot be built: %s: %s", model->name, perr.what,
-                                       perr.message);
+                return log_error_errno(r, "Model %s: the policy cannot be built: %s: %s", model->name,
+                                       perr.what, perr.message);
         r = watch_new_store(w, msg, sizeof(msg));
         if (r < 0)
                 return log_error_errno(r, "Model %s: cannot size the metrics store: %s", model->name,
@@ -842,21 +884,24 @@ int model_watch_start(Model *model) {
                 r = sd_event_add_time_relative(m->event, &w->eval_timer, CLOCK_BOOTTIME, WATCH_EVAL_INTERVAL,
                                                USEC_PER_SEC, on_eval_timer, w);
                 if (r < 0)
-                        return log_error_errno(r, "Model %s: cannot set up rule evaluation: %m", model->name);
+                        return log_error_errno(r, "Model %s: cannot set up rule evaluation: %m",
+                                               model->name);
         }
         for (size_t i = 0; i < mc->n_targets; i++) {
                 r = scraper_new(m, model->name, &mc->targets[i], (unsigned) i, w->store, on_scraped, w,
                                 &w->scrapers[i]);
                 if (r < 0)
-                        return log_error_errno(r, "Model %s: cannot scrape %s: %m", model->name, mc->targets[i].url);
+                        return log_error_errno(r, "Model %s: cannot scrape %s: %m", model->name,
+                                               mc->targets[i].url);
                 w->n_scrapers++;
         }
 
         series_store_stats(w->store, &st);
-        log_info("Model %s: watching %zu target%s, %zu rule%s%s; metrics store bound %s (%zu series of %zu samples).",
-                 model->name, mc->n_targets, mc->n_targets == 1 ? "" : "s", w->n_rules, w->n_rules == 1 ? "" : "s",
-                 policy_has_rollout(w->policy) ? ", rollout analysis" : "", format_bytes(bound, st.memory_bound),
-                 st.max_series, st.capacity);
+        log_info("Model %s: watching %zu target%s, %zu rule%s%s; metrics store bound %s (%zu series of %zu "
+                 "samples).",
+                 model->name, mc->n_targets, mc->n_targets == 1 ? "" : "s", w->n_rules,
+                 w->n_rules == 1 ? "" : "s", policy_has_rollout(w->policy) ? ", rollout analysis" : "",
+                 format_bytes(bound, st.memory_bound), st.max_series, st.capacity);
 
         model->watch = TAKE_PTR(w);
         watch_restore_probation(model->watch);
@@ -873,7 +918,8 @@ void model_watch_before_activation(Model *model, const char *to, ActivationKind 
         Watch *w = model->watch;
         int r;
 
-        if (!w || !is_new_version(kind) || !policy_has_rollout(w->policy) || policy_n_baselines(w->policy) == 0)
+        if (!w || !is_new_version(kind) || !policy_has_rollout(w->policy) ||
+            policy_n_baselines(w->policy) == 0)
                 return;
         r = policy_snapshot_baselines(w->policy, w->store, watch_now(w));
         if (r < 0) {
@@ -889,7 +935,8 @@ void model_watch_before_activation(Model *model, const char *to, ActivationKind 
                 if (b->present && b->n > 0)
                         fmt_number(v, sizeof(v), b->samples[0].value);
                 log_info("Model %s: baseline(%s) = %s%s, from %s%s, for version %s.", model->name,
-                         policy_baseline_key(w->policy, i), v, b->present && b->n > 1 ? " (and more series)" : "",
+                         policy_baseline_key(w->policy, i), v,
+                         b->present && b->n > 1 ? " (and more series)" : "",
                          model->state->active ? "version " : "what served before any version",
                          strempty(model->state->active), to);
         }
@@ -916,15 +963,20 @@ int model_watch_activated(Model *model, const char *version, const char *from, A
         if (on_probation) {
                 if (kind == ACTIVATION_RESTORE && streq(on_probation, version) && !w->rollback_pending) {
                         /* A newer version failed and this one serves again: its analysis goes on. */
-                        log_info("Model %s: version %s serves again; its probation continues.", model->name, version);
+                        log_info("Model %s: version %s serves again; its probation continues.", model->name,
+                                 version);
                         watch_arm_next_round(w);
                         return 0;
                 }
                 log_event(LOG_NOTICE, 0,
-                          &(LogFields){.message_id = MK_MESSAGE_PROBATION, .model = model->name,
-                                       .version = on_probation, .policy = "rollout", .action = "abort",
+                          &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                                       .model = model->name,
+                                       .version = on_probation,
+                                       .policy = "rollout",
+                                       .action = "abort",
                                        .reason = "another version was activated"},
-                          "Model %s: probation of version %s ended without a verdict: version %s was activated (%s).",
+                          "Model %s: probation of version %s ended without a verdict: version %s was "
+                          "activated (%s).",
                           model->name, on_probation, version, activation_kind_to_string(kind));
         }
         if (on_probation || model->state->probation)
@@ -939,8 +991,8 @@ int model_watch_activated(Model *model, const char *version, const char *from, A
                 /* No snapshot for this activation (e.g. the configuration changed in between): checks
                  * that compare with baseline(…) have no data, and on_no_data decides. */
                 if (policy_n_baselines(w->policy) > 0)
-                        log_warning("Model %s: no baseline was taken before version %s was activated.", model->name,
-                                    version);
+                        log_warning("Model %s: no baseline was taken before version %s was activated.",
+                                    model->name, version);
                 policy_clear_baselines(w->policy);
         }
         w->baseline_version = mfree(w->baseline_version);
@@ -959,11 +1011,17 @@ int model_watch_activated(Model *model, const char *version, const char *from, A
         {
                 const RolloutConfig *rc = model->config->rollout;
                 log_event(LOG_INFO, 0,
-                          &(LogFields){.message_id = MK_MESSAGE_PROBATION, .model = model->name, .version = version,
-                                       .from_version = from, .policy = "rollout", .action = "start"},
-                          "Model %s: version %s on probation: %u round%s every %s, threshold %u, on_no_data %s.",
+                          &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                                       .model = model->name,
+                                       .version = version,
+                                       .from_version = from,
+                                       .policy = "rollout",
+                                       .action = "start"},
+                          "Model %s: version %s on probation: %u round%s every %s, threshold %u, on_no_data "
+                          "%s.",
                           model->name, version, rc->iterations, rc->iterations == 1 ? "" : "s",
-                          format_duration(iv, rc->interval), rc->threshold, no_data_policy_to_string(rc->on_no_data));
+                          format_duration(iv, rc->interval), rc->threshold,
+                          no_data_policy_to_string(rc->on_no_data));
         }
         watch_arm_next_round(w);
         return 1;

@@ -63,7 +63,7 @@ typedef struct WatchInfo {
         size_t n_targets, targets_up;
         size_t series;
         uint64_t memory_bound, memory_used;
-        const char *probation_version;     /* NULL: none */
+        const char *probation_version; /* NULL: none */
 } WatchInfo;
 
 void model_watch_info(const Model *model, WatchInfo *ret);

@@ -101,8 +101,8 @@ static void ctx_new(Ctx *c, const char *url, const char *extra) {
                 fail_msg("%s", e.lines[0]);
         assert_int_equal(policy_new(c->config, &c->policy, &pe), 0);
         assert_int_equal(policy_new_store(c->policy, &c->store, msg, sizeof(msg)), 0);
-        assert_int_equal(scraper_new(c->manager, "m", &c->config->metrics.targets[0], 0, c->store, on_done, c,
-                                     &c->scraper),
+        assert_int_equal(scraper_new(c->manager, "m", &c->config->metrics.targets[0], 0, c->store, on_done,
+                                     c, &c->scraper),
                          0);
 }
 
@@ -135,7 +135,9 @@ static void expect_rules(Ctx *c, RuleState x, RuleState down) {
         const RuleEvent *ev;
         size_t n;
 
-        assert_int_equal(policy_eval_rules(c->policy, c->store, now_realtime_usec() + USEC_PER_SEC, true, &ev, &n), 0);
+        assert_int_equal(
+                policy_eval_rules(c->policy, c->store, now_realtime_usec() + USEC_PER_SEC, true, &ev, &n),
+                0);
         assert_int_equal(n, 2);
         assert_int_equal(ev[0].to, x);
         assert_int_equal(ev[1].to, down);

@@ -24,7 +24,8 @@ static int on_sample(const ExpfmtSample *s, void *userdata) {
         if (f->label) {
                 bool match = false;
                 for (size_t i = 0; i < s->n_labels; i++)
-                        match = match || (streq(s->labels[i].name, f->label) && streq(s->labels[i].value, f->value));
+                        match = match ||
+                                (streq(s->labels[i].name, f->label) && streq(s->labels[i].value, f->value));
                 if (!match)
                         return 0;
         }
@@ -53,7 +54,8 @@ static double value_of(const char *name, const char *label, const char *value) {
 
         assert_int_equal(expfmt_parse(EXPFMT_TEXT, text, strlen(text), NULL, &cb, &f, NULL, &err), 0);
         if (f.hits != 1)
-                fail_msg("%s{%s=\"%s\"}: %u matches in\n%s", name, strempty(label), strempty(value), f.hits, text);
+                fail_msg("%s{%s=\"%s\"}: %u matches in\n%s", name, strempty(label), strempty(value), f.hits,
+                         text);
         return f.result;
 }
 
@@ -91,10 +93,14 @@ static void test_log_hook(void **state) {
         /* Counted whatever the log level: a decision is a decision even when not printed. */
         log_set_max_level(LOG_ERR);
         log_event(LOG_NOTICE, 0,
-                  &(LogFields){.message_id = MK_MESSAGE_ROLLBACK, .model = "m", .version = "1", .rule = "r",
+                  &(LogFields){.message_id = MK_MESSAGE_ROLLBACK,
+                               .model = "m",
+                               .version = "1",
+                               .rule = "r",
                                .action = "rollback"},
                   "rolled back");
-        log_event(LOG_INFO, 0, &(LogFields){.message_id = MK_MESSAGE_PROMOTED, .model = "m", .action = "promote"},
+        log_event(LOG_INFO, 0,
+                  &(LogFields){.message_id = MK_MESSAGE_PROMOTED, .model = "m", .action = "promote"},
                   "promoted");
         log_info("not a decision entry");
         log_set_max_level(LOG_INFO);
@@ -108,10 +114,18 @@ static void test_refusals(void **state) {
                 int error;
                 const char *reason;
         } cases[] = {
-                {-EKEYREJECTED, "signature"}, {-ENOKEY, "signature"},   {-ESTALE, "expired"},
-                {-ERANGE, "downgrade"},       {-EEXIST, "version_reuse"}, {-EXDEV, "wrong_target"},
-                {-ETIME, "clock"},            {-EFBIG, "too_large"},     {-ENOSPC, "no_space"},
-                {-EBADMSG, "malformed"},      {-EIO, "other"},           {0, "other"},
+                {-EKEYREJECTED, "signature"},
+                {-ENOKEY, "signature"},
+                {-ESTALE, "expired"},
+                {-ERANGE, "downgrade"},
+                {-EEXIST, "version_reuse"},
+                {-EXDEV, "wrong_target"},
+                {-ETIME, "clock"},
+                {-EFBIG, "too_large"},
+                {-ENOSPC, "no_space"},
+                {-EBADMSG, "malformed"},
+                {-EIO, "other"},
+                {0, "other"},
         };
 
         stats_reset();
@@ -129,8 +143,8 @@ static void test_jobs(void **state) {
         char verb[32];
 
         stats_reset();
-        stats_job_finished("import", 50 * USEC_PER_MSEC, 0);    /* le 0.1 */
-        stats_job_finished("import", 2 * USEC_PER_SEC, 0);      /* le 5 */
+        stats_job_finished("import", 50 * USEC_PER_MSEC, 0);     /* le 0.1 */
+        stats_job_finished("import", 2 * USEC_PER_SEC, 0);       /* le 5 */
         stats_job_finished("import", 7200 * USEC_PER_SEC, -EIO); /* only +Inf */
         stats_job_finished("gc", 300 * USEC_PER_MSEC, 0);
         assert_true(value_of("modelkeeper_job_duration_seconds_count", "verb", "import") == 3);
@@ -140,12 +154,18 @@ static void test_jobs(void **state) {
         {
                 /* Cumulative buckets, up to +Inf = count. */
                 _cleanup_free_ char *text = render();
-                assert_non_null(strstr(text, "modelkeeper_job_duration_seconds_bucket{verb=\"import\",le=\"0.1\"} 1\n"));
-                assert_non_null(strstr(text, "modelkeeper_job_duration_seconds_bucket{verb=\"gc\",le=\"0.1\"} 0\n"));
-                assert_non_null(strstr(text, "modelkeeper_job_duration_seconds_bucket{verb=\"import\",le=\"1\"} 1\n"));
-                assert_non_null(strstr(text, "modelkeeper_job_duration_seconds_bucket{verb=\"import\",le=\"5\"} 2\n"));
-                assert_non_null(strstr(text, "modelkeeper_job_duration_seconds_bucket{verb=\"import\",le=\"3600\"} 2\n"));
-                assert_non_null(strstr(text, "modelkeeper_job_duration_seconds_bucket{verb=\"import\",le=\"+Inf\"} 3\n"));
+                assert_non_null(strstr(
+                        text, "modelkeeper_job_duration_seconds_bucket{verb=\"import\",le=\"0.1\"} 1\n"));
+                assert_non_null(
+                        strstr(text, "modelkeeper_job_duration_seconds_bucket{verb=\"gc\",le=\"0.1\"} 0\n"));
+                assert_non_null(strstr(
+                        text, "modelkeeper_job_duration_seconds_bucket{verb=\"import\",le=\"1\"} 1\n"));
+                assert_non_null(strstr(
+                        text, "modelkeeper_job_duration_seconds_bucket{verb=\"import\",le=\"5\"} 2\n"));
+                assert_non_null(strstr(
+                        text, "modelkeeper_job_duration_seconds_bucket{verb=\"import\",le=\"3600\"} 2\n"));
+                assert_non_null(strstr(
+                        text, "modelkeeper_job_duration_seconds_bucket{verb=\"import\",le=\"+Inf\"} 3\n"));
         }
 
         /* The label set stays bounded: odd verbs and the 17th verb on are "other". */
@@ -175,13 +195,14 @@ static void test_render_is_valid(void **state) {
         assert_true(value_of("modelkeeper_scrape_errors_total", "reason", "parse") == 0);
         assert_true(value_of("modelkeeper_scrapes_total", NULL, NULL) == 1);
         /* Every family announced once. */
-        assert_null(strstr(strstr(text, "# TYPE modelkeeper_rollbacks_total") + 1, "# TYPE modelkeeper_rollbacks_total"));
+        assert_null(strstr(strstr(text, "# TYPE modelkeeper_rollbacks_total") + 1,
+                           "# TYPE modelkeeper_rollbacks_total"));
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_events),      cmocka_unit_test(test_log_hook),
-                cmocka_unit_test(test_refusals),    cmocka_unit_test(test_jobs),
+                cmocka_unit_test(test_events),          cmocka_unit_test(test_log_hook),
+                cmocka_unit_test(test_refusals),        cmocka_unit_test(test_jobs),
                 cmocka_unit_test(test_render_is_valid),
         };
 
