@@ -467,7 +467,8 @@ static int on_rollout_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                                   "Model %s: probation of version %s paused while the model is on hold.",
                                   model->name, strna(version));
                 w->paused_reported = true;
-                watch_arm_rollout(w, WATCH_RETRY);
+                /* Look again after a round's interval: a lifted hold resumes the analysis then. */
+                watch_arm_rollout(w, model->config->rollout ? model->config->rollout->interval : WATCH_RETRY);
                 return 0;
         }
         w->paused_reported = false;

@@ -324,12 +324,26 @@ metrics:
         mk.wait_for(lambda: self.active() == "1", timeout=15, what="the rollback after the restart")
         self.assertIn("RULE=rollout:accuracy ACTION=rollback", d.logs())
 
+    def test_probation_paused_while_held(self):
+        d = self.start_with_server(self.PROBATION)
+        self.server.set(accuracy=0.95, errors_total=0)
+        self.wait_scraped()
+        d.ctl("import", "m", self.src("v1", b"one"), "--activate")
+        d.wait_log("Model m: version 1 promoted", timeout=15)
+        d.ctl("import", "m", self.src("v2", b"two"), "--activate")
+        d.ctl("hold", "m")
+        d.wait_log("probation of version 2 paused while the model is on hold", timeout=10)
+        time.sleep(4)  # more than the 3 rounds it needs
+        self.assertNotIn("version 2 promoted", d.logs())
+        self.assertEqual(state_json(d)["probation"]["version"], "2")
+        d.ctl("release", "m")
+        d.wait_log("Model m: version 2 promoted", timeout=15)
+
     def test_operator_rollback_ends_probation(self):
         d = self.start_with_server(self.PROBATION.replace("iterations: 3", "iterations: 30"))
         self.server.set(accuracy=0.95, errors_total=0)
         self.wait_scraped()
         d.ctl("import", "m", self.src("v1", b"one"), "--activate")
-        d.ctl("rollback", "m", "1", check=False)  # nothing to do yet: v1 is on probation and active
         d.ctl("import", "m", self.src("v2", b"two"), "--activate")
         d.wait_log("version 2 probation round 1", timeout=10)
         d.ctl("rollback", "m", "1")
