@@ -197,6 +197,10 @@ int http_client_new(sd_event *event, HttpClient **ret) {
         curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
         /* Bound what a misbehaving local endpoint can make us hold open. */
         curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
+        /* Keep idle connections for the next scrape. By default the cache holds four per request
+         * in flight, so after a burst of scrapes most connections are closed and reopened ten
+         * seconds later. */
+        curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 256L);
         *ret = TAKE_PTR(c);
         return 0;
 }
