@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <time.h>
 
 #include "fileio.h"
 #include "jobs.h"
@@ -33,11 +34,18 @@ static void put_label_value(FILE *f, const char *v) {
         }
 }
 
+static void put_alert(const Model *model, const char *rule, RuleState state, void *userdata) {
+        FILE *f = userdata;
+
+        fprintf(f, "modelkeeper_rule_alerts{model=\"%s\",rule=\"", model->name);
+        put_label_value(f, rule);
+        fprintf(f, "\",state=\"%s\"} 1\n", rule_state_to_string(state));
+}
+
 int metrics_render(Manager *m, char **ret, size_t *ret_size) {
         _cleanup_free_ char *text = NULL;
-        size_t size = 0, by_state[_MODEL_STATE_MAX] = {}, targets = 0, up = 0, series = 0;
-        uint64_t used = 0, bound = 0;
-        unsigned rules[_RULE_STATE_MAX] = {};
+        size_t size = 0, by_state[_MODEL_STATE_MAX] = {};
+        WatchTotals t;
         FILE *f;
         int r;
 
@@ -46,20 +54,9 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
                 return -ENOMEM;
         r = stats_render(f);
 
-        for (size_t i = 0; i < m->n_models; i++) {
-                const Model *model = m->models[i];
-                WatchInfo wi;
-
-                by_state[model_get_state(model)]++;
-                model_watch_info(model, &wi);
-                for (size_t k = 0; k < _RULE_STATE_MAX; k++)
-                        rules[k] += wi.rules_by_state[k];
-                targets += wi.n_targets;
-                up += wi.targets_up;
-                series += wi.series;
-                used += wi.memory_used;
-                bound += wi.memory_bound;
-        }
+        for (size_t i = 0; i < m->n_models; i++)
+                by_state[model_get_state(m->models[i])]++;
+        watch_totals(&t);
 
         fputs("# HELP modelkeeper_models Models, by state.\n# TYPE modelkeeper_models gauge\n", f);
         for (size_t k = 0; k < _MODEL_STATE_MAX; k++)
@@ -71,25 +68,13 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
               f);
         for (size_t k = 0; k < _RULE_STATE_MAX; k++)
                 fprintf(f, "modelkeeper_rules{state=\"%s\"} %u\n", rule_state_to_string((RuleState) k),
-                        rules[k]);
+                        t.rules[k]);
 
         /* As Prometheus's ALERTS: one series per rule that is pending or firing. */
         fputs("# HELP modelkeeper_rule_alerts Rules that are pending or firing.\n"
               "# TYPE modelkeeper_rule_alerts gauge\n",
               f);
-        for (size_t i = 0; i < m->n_models; i++) {
-                const Model *model = m->models[i];
-                const char *name;
-                RuleState s;
-
-                for (size_t k = 0; model_watch_rule(model, k, &name, &s); k++) {
-                        if (s != RULE_PENDING && s != RULE_FIRING)
-                                continue;
-                        fprintf(f, "modelkeeper_rule_alerts{model=\"%s\",rule=\"", model->name);
-                        put_label_value(f, name);
-                        fprintf(f, "\",state=\"%s\"} 1\n", rule_state_to_string(s));
-                }
-        }
+        watch_foreach_alert(put_alert, f);
 
         fprintf(f,
                 "# HELP modelkeeper_scrape_targets Scrape targets, by whether the last scrape worked.\n"
@@ -108,8 +93,8 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
                 "# TYPE modelkeeper_jobs gauge\n"
                 "modelkeeper_jobs{state=\"running\"} %u\n"
                 "modelkeeper_jobs{state=\"queued\"} %u\n",
-                targets, targets - up, series, used, bound, job_runner_running(m->jobs),
-                job_runner_pending(m->jobs));
+                t.targets, t.targets - t.targets_up, t.series, t.memory_used, t.memory_bound,
+                job_runner_running(m->jobs), job_runner_pending(m->jobs));
 
         if (fclose(f) != 0 || r < 0)
                 return -ENOMEM;
@@ -119,9 +104,39 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
         return 0;
 }
 
+static uint64_t now_monotonic(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+/* Replace the file atomically for its readers (temporary name, rename), without fsync: these are
+ * figures of the moment, rewritten every 15 s, and an fsync would stall the event loop for as long
+ * as the disk takes. */
+static int write_replace_at(int dfd, const char *name, const char *data, size_t size) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        tmp = xasprintf(".#%s.tmp", name);
+        if (!tmp)
+                return -ENOMEM;
+        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return -errno;
+        r = loop_write(fd, data, size);
+        if (r >= 0 && renameat(dfd, tmp, dfd, name) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlinkat(dfd, tmp, 0);
+        return r;
+}
+
 static int metrics_file_write(void) {
         _cleanup_free_ char *text = NULL, *dir = NULL;
         _cleanup_close_ int dfd = -EBADF;
+        uint64_t t0 = now_monotonic(), t_render;
         const char *base;
         size_t size = 0;
         int r;
@@ -129,13 +144,14 @@ static int metrics_file_write(void) {
         r = metrics_render(writer.manager, &text, &size);
         if (r < 0)
                 return log_oom();
+        t_render = now_monotonic() - t0;
         dir = path_dirname(writer.path);
         if (!dir)
                 return log_oom();
         base = strrchr(writer.path, '/');
         base = base ? base + 1 : writer.path;
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        r = dfd < 0 ? -errno : write_file_atomic_at(dfd, base, text, size, 0644);
+        r = dfd < 0 ? -errno : write_replace_at(dfd, base, text, size);
         if (r < 0) {
                 /* Once, not every 15 s. */
                 if (!writer.failing)
@@ -146,6 +162,9 @@ static int metrics_file_write(void) {
         if (writer.failing)
                 log_info("Metrics textfile %s written again.", writer.path);
         writer.failing = false;
+        log_debug("Metrics textfile %s written (%zu bytes, rendered in %" PRIu64 " us, written in %" PRIu64
+                  " us).",
+                  writer.path, size, t_render, now_monotonic() - t0 - t_render);
         return 0;
 }
 

@@ -66,7 +66,108 @@ struct Watch {
         bool rollback_pending; /* the analysis failed; the rollback waits for an idle model */
         char *rollback_reason, *rollback_rule;
         bool paused_reported;
+
+        /* What this watch adds to the totals (see below). */
+        bool counted;
+        bool *up; /* per target: the last scrape worked */
+        size_t series;
+        uint64_t memory_used, memory_bound;
+        unsigned n_alerting; /* rules pending or firing */
+        Watch *alert_prev, *alert_next;
 };
+
+/* Totals over all watches, kept up to date where things change, so that the daemon's figures
+ * (written every 15 s) need not visit a thousand models whose memory is cold: that visit cost
+ * tens of milliseconds of cache and TLB misses per file. One daemon, one set of totals. */
+static WatchTotals totals;
+static Watch *alerting; /* watches with a pending or firing rule */
+
+void watch_totals(WatchTotals *ret) {
+        *ret = totals;
+}
+
+void watch_foreach_alert(WatchAlertFn fn, void *userdata) {
+        for (Watch *w = alerting; w; w = w->alert_next)
+                for (size_t i = 0; i < w->n_rules; i++) {
+                        RuleState s = policy_rule_state(w->policy, i);
+                        if (s == RULE_PENDING || s == RULE_FIRING)
+                                fn(w->model, w->model->config->rules[i].name, s, userdata);
+                }
+}
+
+static void totals_rule(Watch *w, RuleState from, RuleState to) {
+        bool was = from != RULE_INACTIVE, is = to != RULE_INACTIVE;
+
+        if (!w->counted || from == to || from < 0 || to < 0)
+                return;
+        totals.rules[from]--;
+        totals.rules[to]++;
+        if (was == is)
+                return;
+        if (is && w->n_alerting++ == 0) {
+                w->alert_prev = NULL;
+                w->alert_next = alerting;
+                if (alerting)
+                        alerting->alert_prev = w;
+                alerting = w;
+        } else if (!is && --w->n_alerting == 0) {
+                if (w->alert_prev)
+                        w->alert_prev->alert_next = w->alert_next;
+                else
+                        alerting = w->alert_next;
+                if (w->alert_next)
+                        w->alert_next->alert_prev = w->alert_prev;
+                w->alert_prev = w->alert_next = NULL;
+        }
+}
+
+static void totals_store(Watch *w) {
+        SeriesStoreStats st;
+
+        if (!w->counted)
+                return;
+        series_store_stats(w->store, &st);
+        totals.series = totals.series - w->series + st.series;
+        totals.memory_used = totals.memory_used - w->memory_used + st.memory_used;
+        w->series = st.series;
+        w->memory_used = st.memory_used;
+}
+
+static void totals_add(Watch *w) {
+        SeriesStoreStats st;
+
+        series_store_stats(w->store, &st);
+        w->counted = true;
+        totals.rules[RULE_INACTIVE] += w->n_rules;
+        totals.targets += w->n_scrapers;
+        w->memory_bound = st.memory_bound;
+        totals.memory_bound += st.memory_bound;
+        totals_store(w);
+}
+
+static void totals_remove(Watch *w) {
+        if (!w->counted)
+                return;
+        for (size_t i = 0; i < w->n_rules; i++)
+                totals_rule(w, policy_rule_state(w->policy, i), RULE_INACTIVE);
+        totals.rules[RULE_INACTIVE] -= w->n_rules;
+        totals.targets -= w->n_scrapers;
+        for (size_t i = 0; i < w->n_scrapers; i++)
+                totals.targets_up -= w->up[i];
+        totals.series -= w->series;
+        totals.memory_used -= w->memory_used;
+        totals.memory_bound -= w->memory_bound;
+        w->counted = false;
+}
+
+/* Every rule back to inactive (policy_reset_rules), with the totals. */
+static void watch_reset_rules(Watch *w) {
+        for (size_t i = 0; i < w->n_rules; i++) {
+                totals_rule(w, policy_rule_state(w->policy, i), RULE_INACTIVE);
+                w->rules[i].pending = false;
+        }
+        policy_reset_rules(w->policy);
+}
 
 static Watch *watch_free(Watch *w);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Watch *, watch_free);
@@ -468,7 +569,8 @@ static int on_rollout_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                                   model->name, strna(version));
                 w->paused_reported = true;
                 /* Look again after a round's interval: a lifted hold resumes the analysis then. */
-                watch_arm_rollout(w, model->config->rollout ? model->config->rollout->interval : WATCH_RETRY);
+                watch_arm_rollout(w,
+                                  model->config->rollout ? model->config->rollout->interval : WATCH_RETRY);
                 return 0;
         }
         w->paused_reported = false;
@@ -657,6 +759,7 @@ static void watch_evaluate(Watch *w) {
                 x->error_reported = false;
                 format_rule_reason(reason, sizeof(reason), e);
 
+                totals_rule(w, e->from, e->to);
                 if (e->from != e->to)
                         log_rule(w, e, e->to == RULE_FIRING ? LOG_NOTICE : LOG_INFO, reason, "%s -> %s: %s",
                                  rule_state_to_string(e->from), rule_state_to_string(e->to), reason);
@@ -713,6 +816,14 @@ static int on_eval_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static void on_scraped(Scraper *s, bool success, void *userdata) {
         Watch *w = userdata;
 
+        for (size_t i = 0; i < w->n_scrapers; i++)
+                if (w->scrapers[i] == s && w->up[i] != success) {
+                        w->up[i] = success;
+                        if (w->counted)
+                                totals.targets_up += success ? 1 : (size_t) -1;
+                }
+        totals_store(w);
+
         /* One evaluation for all targets that completed in this loop iteration. */
         if (w->eval_defer)
                 (void) sd_event_source_set_enabled(w->eval_defer, SD_EVENT_ONESHOT);
@@ -723,6 +834,7 @@ static void on_scraped(Scraper *s, bool success, void *userdata) {
 static Watch *watch_free(Watch *w) {
         if (!w)
                 return NULL;
+        totals_remove(w);
         while (w->execs) {
                 log_notice("Model %s: exec action of rule %s killed: the model's watch stopped.",
                            w->model->name, w->execs->rule);
@@ -738,6 +850,7 @@ static Watch *watch_free(Watch *w) {
         series_store_free(w->store);
         policy_free(w->policy);
         free(w->rules);
+        free(w->up);
         free(w->baseline_version);
         free(w->from);
         free(w->rollback_reason);
@@ -874,7 +987,8 @@ int model_watch_start(Model *model) {
         w->n_rules = policy_n_rules(w->policy);
         w->rules = calloc(w->n_rules + 1, sizeof(RuleExtra));
         w->scrapers = calloc(mc->n_targets + 1, sizeof(Scraper *));
-        if (!w->rules || !w->scrapers)
+        w->up = calloc(mc->n_targets + 1, sizeof(bool));
+        if (!w->rules || !w->scrapers || !w->up)
                 return log_oom();
 
         r = sd_event_add_defer(m->event, &w->eval_defer, on_eval_defer, w);
@@ -904,6 +1018,7 @@ int model_watch_start(Model *model) {
                  w->n_rules == 1 ? "" : "s", policy_has_rollout(w->policy) ? ", rollout analysis" : "",
                  format_bytes(bound, st.memory_bound), st.max_series, st.capacity);
 
+        totals_add(w);
         model->watch = TAKE_PTR(w);
         watch_restore_probation(model->watch);
         return 0;
@@ -957,9 +1072,7 @@ int model_watch_activated(Model *model, const char *version, const char *from, A
 
         /* Whatever was measured belongs to what served before: judge this version on its own data. */
         series_store_clear(w->store);
-        policy_reset_rules(w->policy);
-        for (size_t i = 0; i < w->n_rules; i++)
-                w->rules[i].pending = false;
+        watch_reset_rules(w);
 
         if (on_probation) {
                 if (kind == ACTIVATION_RESTORE && streq(on_probation, version) && !w->rollback_pending) {
@@ -1026,44 +1139,4 @@ int model_watch_activated(Model *model, const char *version, const char *from, A
         }
         watch_arm_next_round(w);
         return 1;
-}
-
-/* --- information -------------------------------------------------------------------------- */
-
-void model_watch_info(const Model *model, WatchInfo *ret) {
-        const Watch *w = model->watch;
-        SeriesStoreStats st = {};
-
-        *ret = (WatchInfo){};
-        if (!w)
-                return;
-        ret->running = true;
-        ret->n_rules = w->n_rules;
-        for (size_t i = 0; i < w->n_rules; i++) {
-                RuleState s = policy_rule_state(w->policy, i);
-                if (s >= 0 && s < _RULE_STATE_MAX)
-                        ret->rules_by_state[s]++;
-        }
-        ret->n_targets = w->n_scrapers;
-        for (size_t i = 0; i < w->n_scrapers; i++) {
-                ScraperInfo si;
-                scraper_info(w->scrapers[i], &si);
-                ret->targets_up += si.up;
-        }
-        series_store_stats(w->store, &st);
-        ret->series = st.series;
-        ret->memory_bound = st.memory_bound;
-        ret->memory_used = st.memory_used;
-        if (policy_rollout_phase(w->policy) == ROLLOUT_PROBATION || w->rollback_pending)
-                ret->probation_version = policy_rollout_version(w->policy);
-}
-
-bool model_watch_rule(const Model *model, size_t i, const char **ret_name, RuleState *ret_state) {
-        const Watch *w = model->watch;
-
-        if (!w || i >= w->n_rules)
-                return false;
-        *ret_name = model->config->rules[i].name;
-        *ret_state = policy_rule_state(w->policy, i);
-        return true;
 }

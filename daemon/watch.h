@@ -55,20 +55,19 @@ int model_watch_activated(Model *model, const char *version, const char *from, A
 int model_check_update(Model *model);
 int model_recompress(Model *model, const char *profile, const char *reason);
 
-/* For the daemon's own figures and the control API. */
-typedef struct WatchInfo {
-        bool running;
-        size_t n_rules;
-        unsigned rules_by_state[_RULE_STATE_MAX];
-        size_t n_targets, targets_up;
+/* For the daemon's own figures: totals over every watched model, kept up to date as rules change
+ * state and scrapes complete (reading them touches no model). */
+typedef struct WatchTotals {
+        unsigned rules[_RULE_STATE_MAX];
+        size_t targets, targets_up;
         size_t series;
-        uint64_t memory_bound, memory_used;
-        const char *probation_version; /* NULL: none */
-} WatchInfo;
+        uint64_t memory_used, memory_bound;
+} WatchTotals;
 
-void model_watch_info(const Model *model, WatchInfo *ret);
-/* Name and state of rule i, for the rule-state gauges; false past the last rule. */
-bool model_watch_rule(const Model *model, size_t i, const char **ret_name, RuleState *ret_state);
+void watch_totals(WatchTotals *ret);
+/* Each rule that is pending or firing, in no particular order. */
+typedef void (*WatchAlertFn)(const Model *model, const char *rule, RuleState state, void *userdata);
+void watch_foreach_alert(WatchAlertFn fn, void *userdata);
 
 /* Tests and debugging: scrape every target now (the evaluation follows). */
 int model_watch_scrape_now(Model *model);

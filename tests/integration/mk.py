@@ -206,6 +206,7 @@ class ModelServer:
     def close(self):
         self.proc.kill()
         self.proc.wait()
+        self.proc.stdout.close()
 
 
 def make_source(directory, content=b"weights", files=("model.safetensors", "config.json")):

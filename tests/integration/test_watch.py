@@ -385,6 +385,10 @@ metrics:
         self.assertIn("modelkeeper_rule_alerts{model=\"m\",rule=\"low\",state=\"firing\"} 1\n", text)
         self.assertIn("modelkeeper_activations_total 1\n", text)
         self.assertIn("modelkeeper_scrape_targets{state=\"up\"} 1\n", text)
+        self.assertIn("modelkeeper_scrape_targets{state=\"down\"} 0\n", text)
+        self.assertIn("modelkeeper_rules{state=\"firing\"} 1\n", text)
+        self.assertIn("modelkeeper_rules{state=\"inactive\"} 0\n", text)
+        self.assertIn("modelkeeper_stored_series 2\n", text)  # accuracy and up
         self.assertRegex(text, r"modelkeeper_job_duration_seconds_count\{verb=\"import\"\} 1\n")
         self.assertRegex(text, r"modelkeeper_scrapes_total [1-9]")
         if PROMTOOL:
