@@ -4,9 +4,11 @@
 /*
  * The daemon's own figures as a Prometheus textfile (daemon.metrics_textfile, for
  * node_exporter's textfile collector or any scraper of files): the counters of stats.h plus
- * gauges read from the models when the file is written — models by state, rule states,
- * scrape targets up and down, stored series, running jobs. Written every 15 s and at a clean
- * stop, atomically (temporary file, fsync, rename), so a reader never sees half a file.
+ * gauges — models by state, rule states and the rules pending or firing, scrape targets up and
+ * down, stored series, agent jobs (the watch keeps running totals, so writing the file does not
+ * visit every model). Written every 15 s and at a clean stop, replaced by a rename so that a
+ * reader never sees half a file; not fsync'd, as it is rewritten anyway and a sync would stall
+ * the loop.
  */
 
 #include "macros.h"
