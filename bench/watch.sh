@@ -12,7 +12,7 @@
 # resident memory) and a rollout section. Prometheus gets the same targets and the same three
 # expressions as alerting rules, evaluated per target (by instance), every INTERVAL.
 #
-# Figures: CPU from /proc/PID/stat (utime + stime) over DURATION seconds after a warm-up of
+# Figures: CPU from /proc/PID/task/*/schedstat (on-CPU ns) over DURATION seconds after a warm-up of
 # two intervals once every model is being watched; RSS from /proc/PID/status, the largest
 # value seen during the window (sampled every second) and VmHWM (peak since start, start-up
 # included). Targets: <= 3 % of one core, RSS <= 16 MiB.
@@ -130,8 +130,10 @@ pids+=($!)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/metrics/x" >/dev/null && break; sleep 0.1; done
 
 # --- measuring -------------------------------------------------------------------------------
-ticks=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# On-CPU time in ns from the scheduler (/proc/PID/task/*/schedstat, every thread): exact, where
+# utime + stime from /proc/PID/stat are 10 ms ticks charged to whoever runs at the tick, which is
+# far too coarse for a process that runs for a few hundred microseconds at a time.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 anon_kib() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
@@ -146,7 +148,7 @@ measure() {
                 statpid=$!
         fi
         t0=$(date +%s.%N)
-        c0=$(cpu_ticks "$pid")
+        c0=$(cpu_ns "$pid")
         for _ in $(seq "$duration"); do
                 sleep 1
                 rss=$(rss_kib "$pid")
@@ -155,13 +157,13 @@ measure() {
                 [ "$anon" -gt "$amax" ] && amax=$anon
         done
         t1=$(date +%s.%N)
-        c1=$(cpu_ticks "$pid")
+        c1=$(cpu_ns "$pid")
         if [ -n "$statpid" ]; then
                 wait "$statpid" || true
                 ins=$(awk -F, '/instructions/ && $1 ~ /^[0-9]+$/ { print $1 }' "$tmp/$name.stat")
                 [ -n "$ins" ] || ins=- # no hardware counters (a VM)
         fi
-        echo "$name $(echo "($c1 - $c0) / $ticks / ($t1 - $t0) * 100" | bc -l) $max $(hwm_kib "$pid") $amax $ins"
+        echo "$name $(echo "($c1 - $c0) / 1000000000 / ($t1 - $t0) * 100" | bc -l) $max $(hwm_kib "$pid") $amax $ins"
 }
 
 report() {

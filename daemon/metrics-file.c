@@ -63,8 +63,7 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
                 fprintf(f, "modelkeeper_models{state=\"%s\"} %zu\n", model_state_to_string((ModelState) k),
                         by_state[k]);
 
-        fputs("# HELP modelkeeper_rules Policy rules of all models, by state.\n# TYPE modelkeeper_rules "
-              "gauge\n",
+        fputs("# HELP modelkeeper_rules Policy rules of all models, by state.\n# TYPE modelkeeper_rules gauge\n",
               f);
         for (size_t k = 0; k < _RULE_STATE_MAX; k++)
                 fprintf(f, "modelkeeper_rules{state=\"%s\"} %u\n", rule_state_to_string((RuleState) k),
@@ -84,8 +83,7 @@ int metrics_render(Manager *m, char **ret, size_t *ret_size) {
                 "# HELP modelkeeper_stored_series Series kept for the policies.\n"
                 "# TYPE modelkeeper_stored_series gauge\n"
                 "modelkeeper_stored_series %zu\n"
-                "# HELP modelkeeper_series_memory_bytes Memory of the stored series: used now, and the "
-                "bound.\n"
+                "# HELP modelkeeper_series_memory_bytes Memory of the stored series: used now, and the bound.\n"
                 "# TYPE modelkeeper_series_memory_bytes gauge\n"
                 "modelkeeper_series_memory_bytes{kind=\"used\"} %" PRIu64 "\n"
                 "modelkeeper_series_memory_bytes{kind=\"bound\"} %" PRIu64 "\n"

@@ -21,7 +21,8 @@ struct Scraper {
         char *file_path; /* file:// targets */
         ExpfmtLimits limits;
 
-        sd_event_source *timer;
+        uint32_t id; /* in the scheduler */
+        bool registered;
         uint64_t next;        /* CLOCK_BOOTTIME of the next scrape */
         HttpRequest *request; /* in flight */
         uint64_t started_realtime, started_boottime;
@@ -236,18 +237,192 @@ static int scrape_start(Scraper *s) {
         return 0;
 }
 
-static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
-        Scraper *s = userdata;
-        uint64_t every = s->target->every;
+/*
+ * One timer for all targets. A timer per target would make every re-arm reshuffle sd-event's
+ * priority queues, and a reshuffle touches the event sources of a dozen other targets: memory of
+ * models scraped seconds ago, which is cold. Here the schedule is a binary min-heap in one small
+ * array that is in use a hundred times a second. Entries name a scraper by slot and generation,
+ * so freeing a scraper only clears its slot; its stale entry is dropped when it comes up.
+ */
+typedef struct ScheduleEntry {
+        uint64_t due;
+        uint32_t id, gen;
+} ScheduleEntry;
 
-        /* Keep the phase: the next slot after now, skipping the ones missed (a suspended machine, a
-         * busy loop), never a burst of catch-up scrapes. */
-        s->next += every;
-        if (s->next <= usec)
-                s->next += ((usec - s->next) / every + 1) * every;
-        (void) sd_event_source_set_time(source, s->next);
-        (void) sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
-        return scrape_start(s);
+typedef struct ScheduleSlot {
+        Scraper *scraper;
+        uint32_t gen;
+} ScheduleSlot;
+
+static struct {
+        sd_event *event;
+        sd_event_source *timer;
+        ScheduleEntry *heap;
+        size_t n_heap, alloc_heap;
+        ScheduleSlot *slots;
+        uint32_t n_slots, alloc_slots;
+        uint32_t *free_ids;
+        uint32_t n_free;
+        size_t n_scrapers;
+} sched;
+
+/* sd-event may fire the one timer this much late, to serve several targets in one wake-up. */
+#define SCHEDULE_ACCURACY (250 * USEC_PER_MSEC)
+
+static bool entry_less(const ScheduleEntry *a, const ScheduleEntry *b) {
+        return a->due < b->due;
+}
+
+static int heap_push(ScheduleEntry e) {
+        size_t i;
+
+        if (sched.n_heap >= sched.alloc_heap) {
+                size_t n = MAX(sched.alloc_heap * 2, (size_t) 64);
+                ScheduleEntry *h = reallocarray(sched.heap, n, sizeof(ScheduleEntry));
+                if (!h)
+                        return -ENOMEM;
+                sched.heap = h;
+                sched.alloc_heap = n;
+        }
+        i = sched.n_heap++;
+        while (i > 0 && entry_less(&e, &sched.heap[(i - 1) / 2])) {
+                sched.heap[i] = sched.heap[(i - 1) / 2];
+                i = (i - 1) / 2;
+        }
+        sched.heap[i] = e;
+        return 0;
+}
+
+static ScheduleEntry heap_pop(void) {
+        ScheduleEntry top = sched.heap[0], last = sched.heap[--sched.n_heap];
+        size_t i = 0;
+
+        for (;;) {
+                size_t c = 2 * i + 1;
+
+                if (c >= sched.n_heap)
+                        break;
+                if (c + 1 < sched.n_heap && entry_less(&sched.heap[c + 1], &sched.heap[c]))
+                        c++;
+                if (!entry_less(&sched.heap[c], &last))
+                        break;
+                sched.heap[i] = sched.heap[c];
+                i = c;
+        }
+        if (sched.n_heap > 0)
+                sched.heap[i] = last;
+        return top;
+}
+
+static void schedule_arm(void) {
+        if (!sched.timer)
+                return;
+        if (sched.n_heap == 0) {
+                (void) sd_event_source_set_enabled(sched.timer, SD_EVENT_OFF);
+                return;
+        }
+        (void) sd_event_source_set_time(sched.timer, sched.heap[0].due);
+        (void) sd_event_source_set_enabled(sched.timer, SD_EVENT_ONESHOT);
+}
+
+static int schedule_add(Scraper *s) {
+        if (heap_push((ScheduleEntry){.due = s->next, .id = s->id, .gen = sched.slots[s->id].gen}) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static int on_schedule(sd_event_source *source, uint64_t usec, void *userdata) {
+        /* Everything due by now, the targets sd-event's accuracy let us gather, in one go. */
+        while (sched.n_heap > 0 && sched.heap[0].due <= usec) {
+                ScheduleEntry e = heap_pop();
+                Scraper *s = e.id < sched.n_slots && sched.slots[e.id].gen == e.gen
+                                     ? sched.slots[e.id].scraper
+                                     : NULL;
+                uint64_t every;
+
+                if (!s)
+                        continue; /* freed since */
+                /* Keep the phase: the next slot after now, skipping the ones missed (a suspended
+                 * machine, a busy loop), never a burst of catch-up scrapes. */
+                every = s->target->every;
+                s->next += every;
+                if (s->next <= usec)
+                        s->next += ((usec - s->next) / every + 1) * every;
+                if (schedule_add(s) < 0)
+                        log_error("Model %s: out of memory; %s is no longer scraped.", s->model,
+                                  s->target->url);
+                (void) scrape_start(s);
+        }
+        schedule_arm();
+        return 0;
+}
+
+static int schedule_register(Manager *m, Scraper *s) {
+        uint32_t id;
+        int r;
+
+        if (!sched.timer) {
+                r = sd_event_add_time(m->event, &sched.timer, CLOCK_BOOTTIME, USEC_INFINITY,
+                                      SCHEDULE_ACCURACY, on_schedule, NULL);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_description(sched.timer, "scrape-schedule");
+                sched.event = sd_event_ref(m->event);
+        } else if (sched.event != m->event)
+                return -EXDEV; /* one loop per process */
+
+        if (sched.n_free > 0)
+                id = sched.free_ids[--sched.n_free];
+        else {
+                if (sched.n_slots >= sched.alloc_slots) {
+                        uint32_t n = MAX(sched.alloc_slots * 2, (uint32_t) 64);
+                        ScheduleSlot *a = reallocarray(sched.slots, n, sizeof(ScheduleSlot));
+                        uint32_t *f;
+
+                        if (!a)
+                                return -ENOMEM;
+                        sched.slots = a;
+                        f = reallocarray(sched.free_ids, n, sizeof(uint32_t));
+                        if (!f)
+                                return -ENOMEM;
+                        sched.free_ids = f;
+                        sched.alloc_slots = n;
+                }
+                id = sched.n_slots++;
+                sched.slots[id].gen = 0;
+        }
+        sched.slots[id].scraper = s;
+        sched.slots[id].gen++;
+        s->id = id;
+        r = schedule_add(s);
+        if (r < 0) {
+                sched.slots[id].scraper = NULL;
+                sched.free_ids[sched.n_free++] = id;
+                return r;
+        }
+        sched.n_scrapers++;
+        schedule_arm();
+        return 0;
+}
+
+static void schedule_unregister(Scraper *s) {
+        sched.slots[s->id].scraper = NULL;
+        sched.slots[s->id].gen++;
+        sched.free_ids[sched.n_free++] = s->id;
+        if (--sched.n_scrapers > 0)
+                return;
+        /* The last one: give everything back (tests make and free many managers). */
+        sched.timer = sd_event_source_disable_unref(sched.timer);
+        sched.event = sd_event_unref(sched.event);
+        sched.heap = mfree(sched.heap);
+        sched.slots = mfree(sched.slots);
+        sched.free_ids = mfree(sched.free_ids);
+        sched.n_heap = sched.alloc_heap = 0;
+        sched.n_slots = sched.alloc_slots = sched.n_free = 0;
+}
+
+bool scraper_in_flight(const Scraper *s) {
+        return s->request != NULL;
 }
 
 int scraper_trigger(Scraper *s) {
@@ -288,13 +463,10 @@ int scraper_new(Manager *m, const char *model, const ScrapeTarget *target, unsig
 
         now = now_clock(m, CLOCK_BOOTTIME);
         s->next = now + scrape_offset(model, target->url, target->every);
-        /* Accuracy: a twentieth of the interval, at most half a second, lets sd-event serve many
-         * targets in one wake-up without changing what a scrape every N seconds means. */
-        r = sd_event_add_time(m->event, &s->timer, CLOCK_BOOTTIME, s->next,
-                              MIN(target->every / 20, 500 * USEC_PER_MSEC), on_timer, s);
+        r = schedule_register(m, s);
         if (r < 0)
                 return r;
-        (void) sd_event_source_set_description(s->timer, "scrape");
+        s->registered = true;
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -303,7 +475,8 @@ Scraper *scraper_free(Scraper *s) {
         if (!s)
                 return NULL;
         http_request_cancel(s->request);
-        sd_event_source_disable_unref(s->timer);
+        if (s->registered)
+                schedule_unregister(s);
         free(s->file_path);
         free(s->model);
         free(s);

@@ -2,10 +2,10 @@
 #pragma once
 
 /*
- * One scrape target of one model (metrics.scrape): a re-armed one-shot CLOCK_BOOTTIME timer,
- * the transfer (the daemon's async HTTP client for http(s)://, a bounded read for file://), and
- * feeding the model's SeriesStore atomically (series_store_begin_scrape → expfmt_parse →
- * series_store_end_scrape at the scrape's start time).
+ * One scrape target of one model (metrics.scrape): its place in the schedule that all targets
+ * share (one re-armed one-shot CLOCK_BOOTTIME timer, see scrape.c for why), the transfer (the daemon's async
+ * HTTP client for http(s)://, a bounded read for file://), and feeding the model's SeriesStore atomically
+ * (series_store_begin_scrape → expfmt_parse → series_store_end_scrape at the scrape's start time).
  *
  * A failed scrape — transport error, timeout, a status other than 200, a body over max_body, a
  * malformed exposition, an exceeded limit — commits nothing but up == 0 and staleness markers;
@@ -60,3 +60,4 @@ typedef struct ScraperInfo {
 void scraper_info(const Scraper *s, ScraperInfo *ret);
 /* Scrape now (tests, `modelkeeperctl` later); does nothing while a scrape is in flight. */
 int scraper_trigger(Scraper *s);
+bool scraper_in_flight(const Scraper *s) _pure_;

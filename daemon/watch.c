@@ -55,7 +55,7 @@ struct Watch {
         size_t n_scrapers;
         RuleExtra *rules;
         size_t n_rules;
-        sd_event_source *eval_defer, *eval_timer, *rollout_timer;
+        sd_event_source *eval_timer, *rollout_timer;
         ExecAction *execs;
         unsigned n_execs;
 
@@ -461,18 +461,17 @@ static void watch_probation_rollback(Watch *w) {
         }
         to = rollback_target(model, candidates, ELEMENTSOF(candidates));
         if (!to) {
-                log_event(LOG_ERR, 0,
-                          &(LogFields){.message_id = MK_MESSAGE_PROBATION,
-                                       .model = model->name,
-                                       .version = version,
-                                       .policy = "rollout",
-                                       .rule = w->rollback_rule,
-                                       .action = "rollback",
-                                       .reason = "no version to roll back to"},
-                          "Model %s: version %s failed its rollout analysis, but there is no good version "
-                          "to roll "
-                          "back to; it keeps serving (quarantined).",
-                          model->name, strna(version));
+                log_event(
+                        LOG_ERR, 0,
+                        &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                                     .model = model->name,
+                                     .version = version,
+                                     .policy = "rollout",
+                                     .rule = w->rollback_rule,
+                                     .action = "rollback",
+                                     .reason = "no version to roll back to"},
+                        "Model %s: version %s failed its rollout analysis, but there is no good version to roll back to; it keeps serving (quarantined).",
+                        model->name, strna(version));
                 watch_end_probation(w);
                 return;
         }
@@ -495,20 +494,20 @@ static void watch_log_round(Watch *w, const RolloutRound *round) {
                              : round->decision == ROLLOUT_ROLLBACK ? "rollback"
                                                                    : "continue";
 
-        log_event(round->verdict == ROUND_FAIL ? LOG_WARNING : LOG_INFO, 0,
-                  &(LogFields){.message_id = MK_MESSAGE_PROBATION,
-                               .model = model->name,
-                               .version = round->version,
-                               .from_version = w->from,
-                               .policy = "rollout",
-                               .action = action,
-                               .reason = checks},
-                  "Model %s: version %s probation round %u: %s (passed %u/%u, failed %u/%u, inconclusive "
-                  "%u)%s%s: %s",
-                  model->name, round->version, round->round, round_verdict_to_string(round->verdict),
-                  round->passed, round->iterations, round->failed, round->threshold, round->inconclusive,
-                  round->decision != ROLLOUT_CONTINUE ? " → " : "",
-                  round->decision != ROLLOUT_CONTINUE ? action : "", strna(checks));
+        log_event(
+                round->verdict == ROUND_FAIL ? LOG_WARNING : LOG_INFO, 0,
+                &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                             .model = model->name,
+                             .version = round->version,
+                             .from_version = w->from,
+                             .policy = "rollout",
+                             .action = action,
+                             .reason = checks},
+                "Model %s: version %s probation round %u: %s (passed %u/%u, failed %u/%u, inconclusive %u)%s%s: %s",
+                model->name, round->version, round->round, round_verdict_to_string(round->verdict),
+                round->passed, round->iterations, round->failed, round->threshold, round->inconclusive,
+                round->decision != ROLLOUT_CONTINUE ? " → " : "",
+                round->decision != ROLLOUT_CONTINUE ? action : "", strna(checks));
 }
 
 static int on_rollout_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -799,11 +798,6 @@ static void watch_evaluate(Watch *w) {
         }
 }
 
-static int on_eval_defer(sd_event_source *s, void *userdata) {
-        watch_evaluate(userdata);
-        return 0;
-}
-
 static int on_eval_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Watch *w = userdata;
 
@@ -824,9 +818,11 @@ static void on_scraped(Scraper *s, bool success, void *userdata) {
                 }
         totals_store(w);
 
-        /* One evaluation for all targets that completed in this loop iteration. */
-        if (w->eval_defer)
-                (void) sd_event_source_set_enabled(w->eval_defer, SD_EVENT_ONESHOT);
+        /* One evaluation per round: when the last of the model's scrapes in flight is in. */
+        for (size_t i = 0; i < w->n_scrapers; i++)
+                if (w->scrapers[i] != s && scraper_in_flight(w->scrapers[i]))
+                        return;
+        watch_evaluate(w);
 }
 
 /* --- set-up ------------------------------------------------------------------------------- */
@@ -843,7 +839,6 @@ static Watch *watch_free(Watch *w) {
         for (size_t i = 0; i < w->n_scrapers; i++)
                 scraper_free(w->scrapers[i]);
         free(w->scrapers);
-        sd_event_source_disable_unref(w->eval_defer);
         sd_event_source_disable_unref(w->eval_timer);
         sd_event_source_disable_unref(w->rollout_timer);
         /* The store points at the policy's selectors: it goes first. */
@@ -914,10 +909,9 @@ static void watch_restore_probation(Watch *w) {
         r = engine ? policy_state_from_json(w->policy, engine, now) : -ENODATA;
         if (r < 0 || !streq_ptr(policy_rollout_version(w->policy), version)) {
                 /* Counters lost: the analysis starts over (the baseline, if any, is gone too). */
-                log_warning("Model %s: the saved rollout analysis of version %s cannot be restored (%s); "
-                            "starting it "
-                            "over.",
-                            model->name, version, r < 0 ? strerror(-r) : "another version");
+                log_warning(
+                        "Model %s: the saved rollout analysis of version %s cannot be restored (%s); starting it over.",
+                        model->name, version, r < 0 ? strerror(-r) : "another version");
                 r = policy_rollout_start(w->policy, version, now);
                 if (r <= 0) {
                         watch_arm_rollout(w, 0); /* promoted at once (no rollout section) */
@@ -928,9 +922,12 @@ static void watch_restore_probation(Watch *w) {
                 w->rollback_pending = true;
                 w->rollback_reason = strdup(strna(json_string_value(json_object_get(rb, "reason"))));
                 w->rollback_rule = strdup(strna(json_string_value(json_object_get(rb, "rule"))));
-                log_notice("Model %s: version %s failed its rollout analysis before the restart; rolling it "
-                           "back.",
-                           model->name, version);
+                log_notice(
+                        "Model %s: version %s failed its rollout analysis before the restart; rolling it back.",
+                        model->name, version);
+                /* The decision is recorded before the quarantine: a crash in between leaves it to do. */
+                if (!model_state_file_is_quarantined(model->state, version))
+                        (void) model_quarantine(model, version, w->rollback_reason);
                 watch_arm_rollout(w, 0);
                 return;
         }
@@ -991,10 +988,6 @@ int model_watch_start(Model *model) {
         if (!w->rules || !w->scrapers || !w->up)
                 return log_oom();
 
-        r = sd_event_add_defer(m->event, &w->eval_defer, on_eval_defer, w);
-        if (r < 0)
-                return log_error_errno(r, "Model %s: cannot set up rule evaluation: %m", model->name);
-        (void) sd_event_source_set_enabled(w->eval_defer, SD_EVENT_OFF);
         if (mc->n_targets == 0 && w->n_rules > 0) {
                 r = sd_event_add_time_relative(m->event, &w->eval_timer, CLOCK_BOOTTIME, WATCH_EVAL_INTERVAL,
                                                USEC_PER_SEC, on_eval_timer, w);
@@ -1012,11 +1005,11 @@ int model_watch_start(Model *model) {
         }
 
         series_store_stats(w->store, &st);
-        log_info("Model %s: watching %zu target%s, %zu rule%s%s; metrics store bound %s (%zu series of %zu "
-                 "samples).",
-                 model->name, mc->n_targets, mc->n_targets == 1 ? "" : "s", w->n_rules,
-                 w->n_rules == 1 ? "" : "s", policy_has_rollout(w->policy) ? ", rollout analysis" : "",
-                 format_bytes(bound, st.memory_bound), st.max_series, st.capacity);
+        log_info(
+                "Model %s: watching %zu target%s, %zu rule%s%s; metrics store bound %s (%zu series of %zu samples).",
+                model->name, mc->n_targets, mc->n_targets == 1 ? "" : "s", w->n_rules,
+                w->n_rules == 1 ? "" : "s", policy_has_rollout(w->policy) ? ", rollout analysis" : "",
+                format_bytes(bound, st.memory_bound), st.max_series, st.capacity);
 
         totals_add(w);
         model->watch = TAKE_PTR(w);
@@ -1082,16 +1075,16 @@ int model_watch_activated(Model *model, const char *version, const char *from, A
                         watch_arm_next_round(w);
                         return 0;
                 }
-                log_event(LOG_NOTICE, 0,
-                          &(LogFields){.message_id = MK_MESSAGE_PROBATION,
-                                       .model = model->name,
-                                       .version = on_probation,
-                                       .policy = "rollout",
-                                       .action = "abort",
-                                       .reason = "another version was activated"},
-                          "Model %s: probation of version %s ended without a verdict: version %s was "
-                          "activated (%s).",
-                          model->name, on_probation, version, activation_kind_to_string(kind));
+                log_event(
+                        LOG_NOTICE, 0,
+                        &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                                     .model = model->name,
+                                     .version = on_probation,
+                                     .policy = "rollout",
+                                     .action = "abort",
+                                     .reason = "another version was activated"},
+                        "Model %s: probation of version %s ended without a verdict: version %s was activated (%s).",
+                        model->name, on_probation, version, activation_kind_to_string(kind));
         }
         if (on_probation || model->state->probation)
                 watch_end_probation(w);
@@ -1124,18 +1117,18 @@ int model_watch_activated(Model *model, const char *version, const char *from, A
         }
         {
                 const RolloutConfig *rc = model->config->rollout;
-                log_event(LOG_INFO, 0,
-                          &(LogFields){.message_id = MK_MESSAGE_PROBATION,
-                                       .model = model->name,
-                                       .version = version,
-                                       .from_version = from,
-                                       .policy = "rollout",
-                                       .action = "start"},
-                          "Model %s: version %s on probation: %u round%s every %s, threshold %u, on_no_data "
-                          "%s.",
-                          model->name, version, rc->iterations, rc->iterations == 1 ? "" : "s",
-                          format_duration(iv, rc->interval), rc->threshold,
-                          no_data_policy_to_string(rc->on_no_data));
+                log_event(
+                        LOG_INFO, 0,
+                        &(LogFields){.message_id = MK_MESSAGE_PROBATION,
+                                     .model = model->name,
+                                     .version = version,
+                                     .from_version = from,
+                                     .policy = "rollout",
+                                     .action = "start"},
+                        "Model %s: version %s on probation: %u round%s every %s, threshold %u, on_no_data %s.",
+                        model->name, version, rc->iterations, rc->iterations == 1 ? "" : "s",
+                        format_duration(iv, rc->interval), rc->threshold,
+                        no_data_policy_to_string(rc->on_no_data));
         }
         watch_arm_next_round(w);
         return 1;

@@ -11,9 +11,9 @@
  * timestamps, rule `for`, cooldowns, probation rounds), because its state is persisted in
  * state.json and must mean something after a reboot. Timers are CLOCK_BOOTTIME, relative.
  *
- * When rules are evaluated. After each scrape round: every completed scrape (successful or not)
- * schedules one evaluation, and the evaluations of targets that complete in the same loop
- * iteration are coalesced. A model is thus judged as soon as new data is there, and not at all
+ * When rules are evaluated. After each scrape round: when a scrape completes (successful or not)
+ * and no other scrape of the same model is in flight, the rules are evaluated once. A model is
+ * thus judged as soon as new data is there, once for targets scraped together, and not at all
  * while nothing changes; a model without scrape targets but with rules is evaluated every 15 s.
  *
  * Busy models. A rule that decides to act while the model runs an operation (an activation, a

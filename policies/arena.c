@@ -13,6 +13,34 @@ struct ArenaChunk {
 #define ARENA_CHUNK_MIN (16 * 1024)
 #define ARENA_ALIGN     16
 
+/* One default-sized chunk kept per thread for the next arena. An evaluation context makes and
+ * frees one for every rule it evaluates; a daemon evaluating a thousand models' rules would
+ * otherwise ask malloc for 16 KiB, and have it search its bins, hundreds of times a second. */
+static __thread ArenaChunk *spare;
+
+static ArenaChunk *chunk_new(size_t csize) {
+        ArenaChunk *c;
+
+        if (csize == ARENA_CHUNK_MIN && spare) {
+                c = spare;
+                spare = NULL;
+        } else {
+                c = malloc(sizeof(ArenaChunk) + csize);
+                if (!c)
+                        return NULL;
+        }
+        c->size = csize;
+        c->used = 0;
+        return c;
+}
+
+static void chunk_free(ArenaChunk *c) {
+        if (c->size == ARENA_CHUNK_MIN && !spare)
+                spare = c;
+        else
+                free(c);
+}
+
 void *arena_alloc(Arena *a, size_t size) {
         ArenaChunk *c = a->head;
         size_t need, csize;
@@ -30,11 +58,9 @@ void *arena_alloc(Arena *a, size_t size) {
                 size_t want = a->next_chunk > 0 ? a->next_chunk : (size_t) ARENA_CHUNK_MIN;
 
                 csize = MAX(want, need);
-                c = malloc(sizeof(ArenaChunk) + csize);
+                c = chunk_new(csize);
                 if (!c)
                         return NULL;
-                c->size = csize;
-                c->used = 0;
                 c->next = a->head;
                 a->head = c;
                 if (a->next_chunk > 0 && a->next_chunk < ARENA_CHUNK_MIN)
@@ -102,11 +128,11 @@ void arena_reset(Arena *a) {
          * small default size, so a one-off huge evaluation does not pin its memory. */
         while (c->next) {
                 ArenaChunk *n = c->next;
-                free(c);
+                chunk_free(c);
                 c = n;
         }
         if (c->size > ARENA_CHUNK_MIN) {
-                free(c);
+                chunk_free(c);
                 c = NULL;
         } else
                 c->used = 0;
@@ -117,7 +143,7 @@ void arena_reset(Arena *a) {
 void arena_done(Arena *a) {
         while (a->head) {
                 ArenaChunk *n = a->head->next;
-                free(a->head);
+                chunk_free(a->head);
                 a->head = n;
         }
         a->used = 0;

@@ -149,6 +149,37 @@ rules:
         d.wait_log("rule target-down firing -> inactive", timeout=10)
         self.assertIsNone(d.proc.poll())
 
+    def test_https_target_with_ca_file(self):
+        self.d = d = mk.Daemon("", {})
+        www = os.path.join(d.dir, "www")
+        os.makedirs(www)
+        with open(os.path.join(www, "metrics"), "w") as f:
+            f.write("# TYPE tls_ok gauge\ntls_ok 1\n")
+        key, cert = os.path.join(d.dir, "key.pem"), os.path.join(d.dir, "cert.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        port = free_port()
+        srv = subprocess.Popen(["openssl", "s_server", "-quiet", "-WWW", "-accept", f"127.0.0.1:{port}",
+                                "-cert", cert, "-key", key], cwd=www,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(srv)
+        mk.wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, what="openssl s_server")
+        d.write_model("m", f"""model: m
+metrics:
+  scrape:
+    - {{url: "https://127.0.0.1:{port}/metrics", every: 1s, tls: {{ca_file: {cert}}}}}
+    - {{url: "https://localhost:{port}/metrics", every: 1s}}
+rules:
+  - {{name: tls-ok, when: tls_ok == 1, action: log}}
+  - {{name: untrusted-down, when: 'up{{instance="localhost:{port}"}} == 0', action: log}}
+""")
+        d.start()
+        d.wait_log("rule tls-ok inactive -> firing: tls_ok == 1 = 1", timeout=10)
+        # The same server without its CA: the certificate is not trusted, the target is down.
+        d.wait_log("rule untrusted-down inactive -> firing", timeout=10)
+        self.assertRegex(d.logs(), r"scraping https://localhost:\d+/metrics failed: .*certificate")
+
     def test_textfile_target(self):
         self.d = d = mk.Daemon("", {})
         prom = os.path.join(d.dir, "eval.prom")
@@ -316,13 +347,15 @@ metrics:
         # Recorded while it was down: the decision to roll back (as a crash right after it leaves it).
         path = os.path.join(d.state, "models", "m", "state.json")
         st = state_json(d)
+        # (and before the quarantine was recorded)
         st["probation"]["rollback"] = {"reason": "rollout analysis failed (test)", "rule": "rollout:accuracy"}
-        st["quarantine"] = ["2"]
         with open(path, "w") as f:
             json.dump(st, f)
         d.start()
         mk.wait_for(lambda: self.active() == "1", timeout=15, what="the rollback after the restart")
         self.assertIn("RULE=rollout:accuracy ACTION=rollback", d.logs())
+        self.assertIn("version 2 quarantined: rollout analysis failed (test)", d.logs())
+        self.assertIn("quarantined", self.versions()["2"]["state"])
 
     def test_probation_paused_while_held(self):
         d = self.start_with_server(self.PROBATION)
