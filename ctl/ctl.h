@@ -29,3 +29,5 @@ int verb_rollback(int argc, char *argv[]);
 int verb_hold(int argc, char *argv[]);
 int verb_release(int argc, char *argv[]);
 int verb_import(int argc, char *argv[]);
+int verb_keygen(int argc, char *argv[]);
+int verb_release_dispatch(int argc, char *argv[]);

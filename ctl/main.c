@@ -20,11 +20,16 @@ static const CtlVerb verbs[] = {
         {"rollback", 1, 2, verb_rollback, "rollback MODEL [VERSION]",
          "Serve the last good (or previous, or given) version again"},
         {"hold", 1, 1, verb_hold, "hold MODEL", "Stop automatic actions for a model"},
-        {"release", 1, 2, verb_release, "release MODEL [VERSION]",
+        {"release", 1, 64, verb_release_dispatch, "release MODEL [VERSION]",
          "Lift a hold, or take VERSION out of quarantine"},
         {"import", 2, 5, verb_import, "import MODEL DIR [--version ID] [--activate]",
          "Add a version from a local directory"},
         {"reload", 0, 0, verb_reload, "reload", "Re-read the configuration (like systemctl reload)"},
+        {"keygen", 2, 8, verb_keygen, "keygen --type ed25519|p256 --out KEY", "Create a signing key pair"},
+        {"release-create", 0, 0, NULL, "release create --model M --channel C --version N DIR --repo REPO",
+         "Publish files as an unsigned release (offline)"},
+        {"release-sign", 0, 0, NULL, "release sign --key KEY RELEASE", "Add a signature to a release (offline)"},
+        {"release-verify", 0, 0, NULL, "release verify --trust KEY.pub… RELEASE", "Check a release (offline)"},
         {},
 };
 
@@ -185,7 +190,7 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         for (const CtlVerb *v = verbs; v->name; v++)
-                if (streq(v->name, argv[optind]))
+                if (v->run && streq(v->name, argv[optind]))
                         verb = v;
         if (!verb) {
                 log_error("Unknown verb '%s' (see --help).", argv[optind]);
