@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include "fault.h"
 #include "fileio.h"
@@ -67,11 +68,97 @@ fail:
         return r;
 }
 
+int install_file_open_resume(InstallFile *f, int dirfd, const char *name, uint64_t max_size,
+                             const InstallSealHook *hook, uint64_t *ret_offset) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        struct stat st;
+        int r, fd;
+
+        fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+                if (errno != ENOENT)
+                        return -errno;
+                *ret_offset = 0;
+                return install_file_open(f, dirfd, name, max_size, hook);
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                r = S_ISREG(st.st_mode) ? -errno : -EBADF;
+                safe_close(fd);
+                return r;
+        }
+        *f = (InstallFile){.fd = fd, .max_size = max_size};
+        f->name = strdup(name);
+        f->sha = EVP_MD_CTX_new();
+        if (!f->name || !f->sha) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (EVP_DigestInit_ex(f->sha, EVP_sha256(), NULL) != 1) {
+                r = -EIO;
+                goto fail;
+        }
+        f->file_writer = (StreamWriter){.write = file_write, .userdata = f};
+        f->writer = (StreamWriter){.write = chain_write, .userdata = f};
+        if (hook) {
+                /* A sealed stream's state (its file key) is not recoverable without the identity:
+                 * start this file again. */
+                if (ftruncate(fd, 0) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                f->hook = *hook;
+                r = hook->open(hook->userdata, &f->file_writer, &f->stage, &f->stage_writer);
+                if (r < 0)
+                        goto fail;
+                *ret_offset = 0;
+                return 0;
+        }
+        if ((uint64_t) st.st_size > max_size) {
+                r = -EFBIG;
+                goto fail;
+        }
+        buf = malloc(1024 * 1024);
+        if (!buf) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        for (;;) {
+                ssize_t n = read(fd, buf, 1024 * 1024);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto fail;
+                }
+                if (n == 0)
+                        break;
+                if (EVP_DigestUpdate(f->sha, buf, (size_t) n) != 1) {
+                        r = -EIO;
+                        goto fail;
+                }
+                f->plain_bytes += (uint64_t) n;
+                f->stored_bytes += (uint64_t) n;
+        }
+        *ret_offset = f->plain_bytes;
+        return 0;
+fail:
+        install_file_done(f);
+        return r;
+}
+
 int install_file_truncate(InstallFile *f) {
-        if (f->stage)
-                return -EOPNOTSUPP;
         if (ftruncate(f->fd, 0) < 0 || lseek(f->fd, 0, SEEK_SET) < 0)
                 return -errno;
+        if (f->stage) {
+                /* A new seal stream (new file key and header) for the new plaintext stream. */
+                int r;
+
+                f->hook.free(f->stage);
+                f->stage = NULL;
+                r = f->hook.open(f->hook.userdata, &f->file_writer, &f->stage, &f->stage_writer);
+                if (r < 0)
+                        return r;
+        }
         if (EVP_DigestInit_ex(f->sha, EVP_sha256(), NULL) != 1)
                 return -EIO;
         f->plain_bytes = f->stored_bytes = 0;
