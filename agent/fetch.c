@@ -1217,8 +1217,15 @@ int fetch_file(const char *url, const FetchOptions *opts, uint64_t expected_size
                 return r;
         }
 
-        if (expected_size != FETCH_SIZE_UNKNOWN && offset == expected_size)
-                return 0; /* nothing left to get; the caller's digest check decides */
+        if (expected_size != FETCH_SIZE_UNKNOWN && offset == expected_size) {
+                /* Nothing left to get; the caller's digest check decides. */
+                maybe_progress(&t, true);
+                r = t.error;
+                if (r < 0 && ret_reason)
+                        *ret_reason = TAKE_PTR(t.reason);
+                transfer_done(&t);
+                return r;
+        }
 
         r = transfer_run(&t, url);
         if (ret_stats)
