@@ -765,13 +765,19 @@ static long usec_to_msec_long(uint64_t usec) {
         return ms > LONG_MAX ? LONG_MAX : (long) ms;
 }
 
+static bool curl_initialized = false;
+
 static int transfer_setup(Transfer *t, const char *url) {
         const FetchOptions *o = t->opts;
         uint64_t timeout = o->timeout;
 
-        /* Thread-safe since 7.84 and idempotent; the agent is single-threaded anyway. */
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-                return transfer_fail(t, -EIO, true, "libcurl initialisation failed");
+        /* Once per process (it is reference-counted, and never undone: the agent exits after
+         * its one job). The agent is single-threaded. */
+        if (!curl_initialized) {
+                if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                        return transfer_fail(t, -EIO, true, "libcurl initialisation failed");
+                curl_initialized = true;
+        }
         t->curl = curl_easy_init();
         if (!t->curl)
                 return transfer_fail(t, -ENOMEM, true, "cannot create a libcurl handle");
