@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+
+#include <getopt.h>
+#include <jansson.h>
+#include <sys/stat.h>
+
+#include "ctl.h"
+#include "log.h"
+
+bool arg_json = false;
+bool arg_no_pager = false;
+const char *arg_socket = NULL;
+
+static int verb_status(int argc, char *argv[]);
+static int verb_reload(int argc, char *argv[]);
+
+static const CtlVerb verbs[] = {
+        {"status", 0, 1, verb_status, "status [MODEL]", "Show the models and what is happening to them"},
+        {"reload", 0, 0, verb_reload, "reload", "Re-read the configuration (like systemctl reload)"},
+        {},
+};
+
+int ctl_connect(sd_bus **ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_free_ char *address = NULL;
+        const char *path = arg_socket ?: getenv("MODELKEEPER_SOCKET") ?: DEFAULT_RUNTIME_DIRECTORY "/control";
+        struct stat st;
+        int r;
+
+        if (stat(path, &st) < 0) {
+                if (errno == ENOENT)
+                        return log_error_errno(-ENOENT,
+                                               "modelkeeperd is not running: %s does not exist "
+                                               "(try: systemctl status modelkeeperd).",
+                                               path);
+                if (errno == EACCES)
+                        return log_error_errno(-EACCES, "Permission denied reaching %s: %m.", path);
+        }
+        if (asprintf(&address, "unix:path=%s", path) < 0)
+                return log_oom();
+        r = sd_bus_new(&bus);
+        if (r >= 0)
+                r = sd_bus_set_address(bus, address);
+        if (r >= 0)
+                r = sd_bus_start(bus);
+        if (r == -EACCES || r == -EPERM)
+                return log_error_errno(r, "Permission denied connecting to %s: %m. "
+                                          "Reading needs the socket's group, changes need root or the admin group.",
+                                       path);
+        if (r == -ECONNREFUSED)
+                return log_error_errno(r, "modelkeeperd is not running (%s refuses connections).", path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to modelkeeperd at %s: %m", path);
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
+int ctl_bus_error(const sd_bus_error *e, int r, const char *what) {
+        if (sd_bus_error_has_name(e, SD_BUS_ERROR_ACCESS_DENIED))
+                return log_error_errno(-EACCES, "%s: access denied: %s", what, e->message);
+        if (e && e->message)
+                return log_error_errno(r, "%s: %s", what, e->message);
+        return log_error_errno(r, "%s: %m", what);
+}
+
+static int verb_status(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        json_t *list = NULL;
+        const char *name, *state, *active, *previous, *job;
+        int r;
+
+        r = ctl_connect(&bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_call_method(bus, NULL, "/dev/modelkeeper/Manager1", "dev.modelkeeper.Manager1", "ListModels", &error,
+                               &reply, "");
+        if (r < 0)
+                return ctl_bus_error(&error, r, "ListModels");
+        r = sd_bus_message_enter_container(reply, 'a', "(sssss)");
+        if (r < 0)
+                return log_error_errno(r, "Bad reply: %m");
+
+        if (arg_json)
+                list = json_array();
+        else
+                printf("%-24s %-10s %-14s %-14s %s\n", "MODEL", "STATE", "ACTIVE", "PREVIOUS", "JOB");
+        while ((r = sd_bus_message_read(reply, "(sssss)", &name, &state, &active, &previous, &job)) > 0) {
+                if (argc > 1 && !streq(argv[1], name))
+                        continue;
+                if (arg_json)
+                        json_array_append_new(list, json_pack("{s:s, s:s, s:s?, s:s?, s:s?}", "model", name, "state", state,
+                                                              "active", *active ? active : NULL, "previous",
+                                                              *previous ? previous : NULL, "job", *job ? job : NULL));
+                else
+                        printf("%-24s %-10s %-14s %-14s %s\n", name, state, *active ? active : "-",
+                               *previous ? previous : "-", *job ? job : "-");
+        }
+        if (r < 0) {
+                json_decref(list);
+                return log_error_errno(r, "Bad reply: %m");
+        }
+        if (arg_json) {
+                char *s = json_dumps(list, JSON_INDENT(2));
+                printf("%s\n", s ?: "[]");
+                free(s);
+                json_decref(list);
+        }
+        return 0;
+}
+
+static int verb_reload(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = ctl_connect(&bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_call_method(bus, NULL, "/dev/modelkeeper/Manager1", "dev.modelkeeper.Manager1", "Reload", &error, NULL,
+                               "");
+        if (r < 0)
+                return ctl_bus_error(&error, r, "Reload");
+        return 0;
+}
+
+static void help(void) {
+        printf("%s [OPTIONS…] VERB [ARGS…]\n\n"
+               "Talk to modelkeeperd, and publish or check releases and policies offline.\n\n"
+               "Options:\n"
+               "  -h --help           Show this help\n"
+               "     --version        Show the version\n"
+               "     --json           Machine-readable output\n"
+               "     --socket=PATH    Control socket (default: " DEFAULT_RUNTIME_DIRECTORY "/control)\n"
+               "\nVerbs:\n",
+               program_invocation_short_name);
+        for (const CtlVerb *v = verbs; v->name; v++)
+                printf("  %-36s %s\n", v->usage, v->help);
+        printf("\nSee modelkeeperctl(1).\n");
+}
+
+int main(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_SOCKET };
+        static const struct option options[] = {
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
+                {"json", no_argument, NULL, ARG_JSON},
+                {"socket", required_argument, NULL, ARG_SOCKET},
+                {},
+        };
+        const CtlVerb *verb = NULL;
+        int c, r;
+
+        log_setup();
+        log_set_target(LOG_TARGET_CONSOLE);
+        /* "+": options after the verb belong to the verb. */
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_SUCCESS;
+                case ARG_VERSION:
+                        printf("modelkeeperctl %s\n", PACKAGE_VERSION);
+                        return EXIT_SUCCESS;
+                case ARG_JSON:
+                        arg_json = true;
+                        break;
+                case ARG_SOCKET:
+                        arg_socket = optarg;
+                        break;
+                default:
+                        return EXIT_FAILURE;
+                }
+        if (optind >= argc) {
+                help();
+                return EXIT_FAILURE;
+        }
+        for (const CtlVerb *v = verbs; v->name; v++)
+                if (streq(v->name, argv[optind]))
+                        verb = v;
+        if (!verb) {
+                log_error("Unknown verb '%s' (see --help).", argv[optind]);
+                return EXIT_FAILURE;
+        }
+        argc -= optind;
+        argv += optind;
+        if ((unsigned) (argc - 1) < verb->min_args || (unsigned) (argc - 1) > verb->max_args) {
+                log_error("Usage: %s %s", program_invocation_short_name, verb->usage);
+                return EXIT_FAILURE;
+        }
+        /* Reset getopt for verbs that parse their own options. */
+        optind = 0;
+        r = verb->run(argc, argv);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Helpers for integration tests: run the real binaries from the build tree.
+
+A Daemon runs modelkeeperd with NOTIFY_SOCKET pointing at a datagram socket the test reads, so
+the tests see the same sd_notify protocol systemd would.
+"""
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BUILD = os.environ.get("TOP_BUILDDIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SRC = os.environ.get("TOP_SRCDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+DAEMON = os.path.join(BUILD, "daemon", "modelkeeperd")
+AGENT = os.path.join(BUILD, "agent", "modelkeeper-agent")
+CTL = os.path.join(BUILD, "ctl", "modelkeeperctl")
+
+
+class Daemon:
+    def __init__(self, config="", models=None, watchdog_usec=None, extra_env=None):
+        self.dir = tempfile.mkdtemp(prefix="mk-it-")
+        self.config_path = os.path.join(self.dir, "modelkeeper.yaml")
+        self.models_dir = os.path.join(self.dir, "models.d")
+        self.state = os.path.join(self.dir, "state")
+        self.runtime = os.path.join(self.dir, "run")
+        self.socket = os.path.join(self.runtime, "control")
+        os.makedirs(self.models_dir)
+        with open(self.config_path, "w") as f:
+            f.write(config)
+        for name, text in (models or {}).items():
+            self.write_model(name, text)
+        self.notify_path = os.path.join(self.dir, "notify")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.messages = []
+        self.log_path = os.path.join(self.dir, "daemon.log")
+        self.watchdog_usec = watchdog_usec
+        self.extra_env = extra_env or {}
+        self.proc = None
+
+    def write_model(self, name, text, atomic=True):
+        path = os.path.join(self.models_dir, name + ".yaml")
+        tmp = path + ".tmp~"
+        with open(tmp if atomic else path, "w") as f:
+            f.write(text)
+        if atomic:
+            os.rename(tmp, path)
+
+    def remove_model(self, name):
+        os.unlink(os.path.join(self.models_dir, name + ".yaml"))
+
+    def start(self, wait_ready=True):
+        env = dict(os.environ)
+        env.update({
+            "NOTIFY_SOCKET": self.notify_path,
+            "MODELKEEPER_AGENT": AGENT,
+            "MODELKEEPER_LOG_TARGET": "console",
+        })
+        env.pop("JOURNAL_STREAM", None)
+        if self.watchdog_usec:
+            env["WATCHDOG_USEC"] = str(self.watchdog_usec)
+            env.pop("WATCHDOG_PID", None)
+        env.update(self.extra_env)
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [DAEMON, "--config", self.config_path, "--state-directory", self.state,
+             "--runtime-directory", self.runtime],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        if wait_ready:
+            self.wait_notify("READY=1")
+        return self
+
+    def read_notify(self, timeout):
+        r, _, _ = select.select([self.notify], [], [], timeout)
+        if not r:
+            return None
+        data = self.notify.recv(65536).decode()
+        msg = dict(line.split("=", 1) for line in data.strip().split("\n") if "=" in line)
+        self.messages.append(msg)
+        return msg
+
+    def wait_notify(self, what, timeout=10):
+        """Wait for a notify message containing KEY=VALUE."""
+        key, value = what.split("=", 1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.read_notify(deadline - time.monotonic())
+            if msg and msg.get(key) == value:
+                return msg
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited ({self.proc.returncode}) waiting for {what}:\n{self.logs()}")
+        raise AssertionError(f"timed out waiting for {what}:\n{self.logs()}")
+
+    def logs(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_log(self, needle, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.logs():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for log line {needle!r}:\n{self.logs()}")
+
+    def ctl(self, *args, check=True, user=None, **kw):
+        cmd = [CTL, "--socket", self.socket, *args]
+        preexec = None
+        if user is not None:
+            import pwd
+            pw = pwd.getpwnam(user)
+
+            def preexec():
+                os.setgroups([pw.pw_gid])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+        p = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec, **kw)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}\n{self.logs()}")
+        return p
+
+    def status(self):
+        return json.loads(self.ctl("--json", "status").stdout)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return self.proc.returncode
+
+    def close(self):
+        try:
+            if self.proc and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        finally:
+            self.notify.close()
+            if getattr(self, "log", None):
+                self.log.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
