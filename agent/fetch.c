@@ -237,16 +237,18 @@ int fetch_join_url(const char *base, const char *relative, char **ret) {
                 return r;
         /* The base's path: "" or "/seg/…/" with safe segments (a trailing '/' is optional). */
         bl = strlen(base);
-        if (base[origin] != 0) {
+        if (base[origin] == 0) {
+                if (origin == 7) /* "file://" names no path */
+                        return -EINVAL;
+        } else if (!streq(base + origin, "/")) {
                 _cleanup_free_ char *path = strndup(base + origin + 1, bl - origin - 1);
                 if (!path)
                         return -ENOMEM;
-                if (!isempty(path) && path[strlen(path) - 1] == '/')
+                if (path[0] && path[strlen(path) - 1] == '/')
                         path[strlen(path) - 1] = 0;
-                if (!isempty(path) && !relative_path_is_safe(path))
+                if (!relative_path_is_safe(path)) /* also refuses "//" and "/a//" */
                         return -EINVAL;
-        } else if (origin == 7)
-                return -EINVAL;
+        }
 
         if (strstr(relative, "://")) {
                 size_t ro;

@@ -549,6 +549,9 @@ static void test_join_url(void **state) {
                 {"https:///x", "x", NULL, -EINVAL},
                 {"https://h.example/r?q=1", "x", NULL, -EINVAL},
                 {"https://h.example/a/../b", "x", NULL, -EINVAL},
+                {"https://h.example//", "x", NULL, -EINVAL}, /* found by fuzz-fetch-parse */
+                {"https://h.example/a//", "x", NULL, -EINVAL},
+                {"file:///", "x", "file:///x", 0},
                 {"file://", "x", NULL, -EINVAL},
                 {"file://host/x", "x", NULL, -EINVAL},
         };
