@@ -305,6 +305,7 @@ typedef struct Transfer {
 
         /* The response being received; reset at each status line (redirects, 1xx). */
         long status;
+        unsigned version;
         char status_text[64];
         char content_range[96];
         char content_encoding[64];
@@ -399,6 +400,7 @@ static int default_sleep(void *userdata, uint64_t usec) {
 
 static void response_reset(Transfer *t) {
         t->status = 0;
+        t->version = 0;
         t->status_text[0] = 0;
         t->content_range[0] = 0;
         t->content_encoding[0] = 0;
@@ -461,6 +463,7 @@ static int check_headers(Transfer *t) {
                 return 0; /* libcurl follows it (within CURLOPT_MAXREDIRS and CURLOPT_REDIR_PROTOCOLS_STR) */
 
         t->stats.http_status = t->status;
+        t->stats.http_version = t->version;
         if (t->bad_content_length)
                 return transfer_fail(t, -EBADMSG, false, "unparsable or conflicting Content-Length");
 
@@ -574,6 +577,12 @@ static size_t header_cb(char *buffer, size_t size, size_t nitems, void *userdata
                 uint64_t status;
 
                 response_reset(t);
+                /* "HTTP/1.1 200 OK", "HTTP/2 200" */
+                if (l >= 6 && buffer[5] >= '0' && buffer[5] <= '9')
+                        t->version = (unsigned) (buffer[5] - '0') * 10 +
+                                     (l >= 8 && buffer[6] == '.' && buffer[7] >= '0' && buffer[7] <= '9'
+                                              ? (unsigned) (buffer[7] - '0')
+                                              : 0);
                 if (!p || (size_t) (p + 1 - buffer) >= l) {
                         transfer_fail(t, -EPROTO, false, "malformed status line");
                         return 0;

@@ -89,6 +89,7 @@ typedef struct FetchStats {
         unsigned attempts;          /* requests made (0 for file:// and nothing-to-do) */
         unsigned restarts;          /* times cb->restart() was called */
         long http_status;           /* last final HTTP status seen, 0 if none */
+        unsigned http_version;      /* of that response: 11 (HTTP/1.1), 20 (HTTP/2), 0 if none */
         uint64_t bytes_received;    /* body bytes delivered to the sink, over all attempts */
         uint64_t slept;             /* usec of backoff requested */
 } FetchStats;

@@ -1365,7 +1365,7 @@ static void test_file_urls(void **state) {
 
 static struct {
         pid_t pid;
-        int port;
+        int port, port_h2;
         char *dir;
 } N;
 
@@ -1379,6 +1379,9 @@ static int setup_nginx(void **state) {
         N.dir = path_join(S.dir, "nginx");
         assert_int_equal(mkdir(N.dir, 0700), 0);
         N.port = free_port();
+        do
+                N.port_h2 = free_port();
+        while (N.port_h2 == N.port);
         assert_true(asprintf(&text,
                              "daemon off;\n"
                              "master_process off;\n"
@@ -1395,12 +1398,13 @@ static int setup_nginx(void **state) {
                              "  scgi_temp_path %1$s/scgi;\n"
                              "  server {\n"
                              "    listen 127.0.0.1:%2$d ssl;\n"
+                             "    listen 127.0.0.1:%5$d ssl http2;\n"
                              "    ssl_certificate %3$s/server.crt;\n"
                              "    ssl_certificate_key %3$s/server.key;\n"
                              "    root %4$s;\n"
                              "  }\n"
                              "}\n",
-                             N.dir, N.port, S.pki, S.root) > 0);
+                             N.dir, N.port, S.pki, S.root, N.port_h2) > 0);
         conf = path_join(N.dir, "nginx.conf");
         write_file(N.dir, "nginx.conf", text, strlen(text));
 
@@ -1441,6 +1445,7 @@ static void test_nginx(void **state) {
         assert_blob_ok(&res);
         assert_int_equal(res.stats.attempts, 1);
         assert_int_equal(res.stats.http_status, 200);
+        assert_int_equal(res.stats.http_version, 11);
         result_done(&res);
 
         /* Resume: nginx answers the Range with 206 and a Content-Range we accept. */
@@ -1450,6 +1455,21 @@ static void test_nginx(void **state) {
         assert_int_equal(res.stats.http_status, 206);
         assert_int_equal(res.stats.restarts, 0);
         assert_int_equal(res.stats.bytes_received, BLOB_SIZE - 1234567);
+        result_done(&res);
+
+        /* The same over HTTP/2 (what curl negotiates with ALPN when the server offers it). */
+        opts_init(&o);
+        get_path(&res, N.port_h2, "/blob", &o, 0);
+        assert_blob_ok(&res);
+        assert_int_equal(res.stats.http_version, 20);
+        assert_int_equal(res.stats.http_status, 200);
+        result_done(&res);
+        opts_init(&o);
+        get_path(&res, N.port_h2, "/blob", &o, 2345678);
+        assert_blob_ok(&res);
+        assert_int_equal(res.stats.http_version, 20);
+        assert_int_equal(res.stats.http_status, 206);
+        assert_int_equal(res.stats.bytes_received, BLOB_SIZE - 2345678);
         result_done(&res);
 
         /* The last byte only. */
