@@ -35,6 +35,7 @@ void fetch_options_init(FetchOptions *o) {
                 .low_speed_limit = 1024,
                 .low_speed_time = 60 * USEC_PER_SEC,
                 .retries = 5,
+                .retry_reset_bytes = 64 * MIB,
                 .backoff_base = 1 * USEC_PER_SEC,
                 .backoff_max = 60 * USEC_PER_SEC,
                 .retry_after_max = 5 * 60 * USEC_PER_SEC,
@@ -892,7 +893,8 @@ static int transfer_attempt(Transfer *t) {
 
 static int transfer_run(Transfer *t, const char *url) {
         const FetchOptions *o = t->opts;
-        unsigned attempt = 0;
+        uint64_t high = t->pos; /* the most the sink ever held */
+        unsigned attempt = 0;   /* failed attempts since the last real progress */
         int r;
 
         r = transfer_setup(t, url);
@@ -901,14 +903,30 @@ static int transfer_run(Transfer *t, const char *url) {
 
         for (;;) {
                 uint64_t delay;
+                bool progressed;
 
                 r = transfer_attempt(t);
                 if (r >= 0)
                         return 0;
-                if (t->permanent || attempt >= o->retries)
+                if (t->permanent)
+                        return r;
+
+                /* A long download over a link that drops now and then should not fail for drops
+                 * that each moved it forward a lot: such an attempt starts the count of retries
+                 * afresh. Progress is measured against the high-water mark, so a server that
+                 * restarts us from 0 (200 to a Range) and cuts again gains nothing, and the
+                 * number of fresh starts is bounded by cap / retry_reset_bytes. */
+                progressed = t->kind == FETCH_FILE && o->retry_reset_bytes > 0 && t->pos > high &&
+                             t->pos - high >= o->retry_reset_bytes;
+                high = MAX(high, t->pos);
+                if (progressed)
+                        attempt = 0;
+                else if (attempt >= o->retries)
                         return r;
 
                 delay = fetch_backoff_usec(attempt, o->backoff_base, o->backoff_max, random_u64());
+                if (!progressed)
+                        attempt++;
                 if (t->have_retry_after) {
                         uint64_t ra = MIN(t->retry_after_usec, o->retry_after_max);
                         delay = MAX(delay, ra);
@@ -924,7 +942,6 @@ static int transfer_run(Transfer *t, const char *url) {
                         t->error = 0;
                         return transfer_fail(t, r, true, "cancelled while waiting to retry: %s", strerror(-r));
                 }
-                attempt++;
         }
 }
 

@@ -57,7 +57,9 @@ typedef struct FetchOptions {
         uint64_t low_speed_limit;   /* bytes/s; below it for low_speed_time the attempt fails; 0: off */
         uint64_t low_speed_time;    /* usec, rounded up to whole seconds (libcurl's unit) */
         uint64_t timeout;           /* usec cap for one attempt; 0: none (documents: 5 min) */
-        unsigned retries;           /* attempts after the first one */
+        unsigned retries;           /* failed attempts retried in a row (see retry_reset_bytes) */
+        uint64_t retry_reset_bytes; /* fetch_file(): a failed attempt that got the sink this much further
+                                     * than ever before starts the retry count afresh; 0: never */
         uint64_t backoff_base;      /* usec; the n-th retry waits uniform[0, min(max, base·2ⁿ)] */
         uint64_t backoff_max;       /* usec */
         uint64_t retry_after_max;   /* usec; a longer Retry-After is cut to this */
@@ -68,7 +70,8 @@ typedef struct FetchOptions {
         void *sleep_userdata;
 } FetchOptions;
 
-/* Defaults: connect 30 s, 1 KiB/s for 60 s, 5 retries, backoff 1 s…60 s, Retry-After ≤ 5 min. */
+/* Defaults: connect 30 s, 1 KiB/s for 60 s, 5 retries (afresh after 64 MiB of progress), backoff
+ * 1 s…60 s, Retry-After ≤ 5 min. */
 void fetch_options_init(FetchOptions *o);
 /* Defaults overridden by a model's source: section. Borrows s->tls (s must outlive o). */
 void fetch_options_from_source(FetchOptions *o, const SourceConfig *s);

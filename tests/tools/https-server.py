@@ -14,6 +14,7 @@ are ignored, so a test makes its counters unique with a tag ("/drop/2/100000/t7/
   badrange/K/KIND/F         the first K Range requests get a wrong 206; KIND: start, total, end,
                             garbage, missing, length, noreq (206 even without Range)
   drop/K/N/F                the first K requests send their headers and N body bytes, then cut
+  dropnr/K/N/F              the same, but Range is ignored (always 200 from byte 0)
   slow/F                    headers, then 8 bytes per second
   redir/N/F                 N redirects (302) before the file
   redirloop/F               302 to itself, forever
@@ -213,6 +214,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.cut()
         elif mode == "drop":
             self.serve(data, cut_after=int(args[1]) if n < int(args[0]) else None)
+        elif mode == "dropnr":
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            if n < int(args[0]):
+                self.wfile.write(data[:int(args[1])])
+                self.cut()
+            else:
+                self.wfile.write(data)
         elif mode == "slow":
             self.send_response(200)
             self.send_header("Content-Length", str(size))

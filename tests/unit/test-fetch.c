@@ -767,6 +767,52 @@ static void test_drop_resume(void **state) {
         assert_int_equal(res.stats.bytes_received, BLOB_SIZE - 2 * MIB);
         result_done(&res);
 
+        /* Six cuts with one retry allowed: fine when every attempt moves the download on by at
+         * least retry_reset_bytes (a long download over a flaky link)... */
+        opts_init(&o);
+        o.retries = 1;
+        o.retry_reset_bytes = 100000;
+        get_path(&res, S.port_main, "/drop/6/100000/t-drop4/blob", &o, 0);
+        assert_blob_ok(&res);
+        assert_int_equal(res.stats.attempts, 7);
+        assert_int_equal(res.stats.bytes_received, BLOB_SIZE);
+        /* ...and the backoff starts small again after each such attempt. */
+        for (unsigned k = 0; k < sleeps.n; k++)
+                assert_true(sleeps.usec[k] <= o.backoff_base);
+        result_done(&res);
+
+        /* ...but not when they move it less than that. */
+        opts_init(&o);
+        o.retries = 1;
+        o.retry_reset_bytes = 100001;
+        get_path(&res, S.port_main, "/drop/6/100000/t-drop5/blob", &o, 0);
+        assert_int_equal(res.r, -ECONNRESET);
+        assert_int_equal(res.stats.attempts, 2);
+        assert_int_equal(res.sink.n, 200000);
+        result_done(&res);
+
+        /* A server that ignores Range and cuts: each attempt restarts from 0 and reaches the same
+         * point, which is no progress, so the retries run out. */
+        opts_init(&o);
+        o.retries = 2;
+        o.retry_reset_bytes = 50000;
+        get_path(&res, S.port_main, "/dropnr/100/100000/t-dropnr/blob", &o, 0);
+        assert_int_equal(res.r, -ECONNRESET);
+        assert_int_equal(res.stats.attempts, 4);
+        assert_int_equal(res.stats.restarts, 3);
+        assert_int_equal(res.sink.n, 100000);
+        assert_memory_equal(res.sink.data, S.blob, 100000);
+        result_done(&res);
+
+        /* When it stops cutting, the restart from 0 completes the file. */
+        opts_init(&o);
+        get_path(&res, S.port_main, "/dropnr/1/100000/t-dropnr2/blob", &o, 0);
+        assert_blob_ok(&res);
+        assert_int_equal(res.stats.attempts, 2);
+        assert_int_equal(res.stats.restarts, 1);
+        assert_int_equal(res.stats.bytes_received, BLOB_SIZE + 100000);
+        result_done(&res);
+
         /* Cut every time: -ECONNRESET, and the sink holds exactly what arrived. */
         opts_init(&o);
         o.retries = 1;
