@@ -456,11 +456,14 @@ static int check_status_failure(Transfer *t) {
                              t->have_retry_after ? " (with Retry-After)" : "");
 }
 
+/* The statuses libcurl follows when they carry a Location (not 300, 304, 305, 306). */
+#define IN_SET_REDIRECT(s) ((s) == 301 || (s) == 302 || (s) == 303 || (s) == 307 || (s) == 308)
+
 /* The headers of a final response are complete: decide whether its body is what we want. */
 static int check_headers(Transfer *t) {
         if (t->status >= 100 && t->status <= 199)
                 return 0; /* informational; the real status line follows */
-        if (t->status >= 300 && t->status <= 399 && t->location[0])
+        if (IN_SET_REDIRECT(t->status) && t->location[0])
                 return 0; /* libcurl follows it (within CURLOPT_MAXREDIRS and CURLOPT_REDIR_PROTOCOLS_STR) */
 
         t->stats.http_status = t->status;
@@ -667,7 +670,8 @@ static size_t write_cb(char *buffer, size_t size, size_t nitems, void *userdata)
                         transfer_fail(t, -EFBIG, true, "document exceeds the limit of %" PRIu64 " bytes", t->cap);
                 else
                         transfer_fail(t, -EFBIG, true,
-                                      "server sent more than the expected %" PRIu64 " bytes (endless data)", t->cap);
+                                      "server sent more than %s %" PRIu64 " bytes (endless data)",
+                                      t->expected != FETCH_SIZE_UNKNOWN ? "the expected" : "the limit of", t->cap);
                 return 0;
         }
 
@@ -1009,8 +1013,10 @@ static int file_open(const char *url, int *ret_fd, struct stat *ret_st, char **r
         int r;
 
         r = file_url_to_path(url, &path);
-        if (r < 0)
-                return *reason = strdup("malformed file:// URL (want file:///absolute/path)"), r;
+        if (r < 0) {
+                *reason = strdup("malformed file:// URL (want file:///absolute/path, no host)");
+                return r;
+        }
         /* O_NONBLOCK: a FIFO planted in the repository must not hang us; it is refused below. */
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0) {
@@ -1193,8 +1199,10 @@ int fetch_document(const char *url, const FetchOptions *opts, size_t max_size, c
         }
         if (!t.doc) {
                 t.doc = malloc(1);
-                if (!t.doc)
-                        return transfer_done(&t), -ENOMEM;
+                if (!t.doc) {
+                        transfer_done(&t);
+                        return -ENOMEM;
+                }
         }
         t.doc[t.pos] = 0;
         if (ret_size)
