@@ -20,11 +20,16 @@
  * logged verbatim. Server-supplied text in it (status phrase, Location, Content-Range) is
  * reduced to printable ASCII and truncated.
  *
+ * Retried: 408, 429, 5xx except 501/505, transport errors, timeouts, wrong Content-Range or
+ * Content-Length. Never retried: other 4xx, TLS verification and local TLS setup errors, redirect
+ * errors, more bytes than allowed, errors from the sink or a callback.
+ *
  * errno classes (the same for documents and files):
  *   -EINVAL           bad URL or options (never retried)
  *   -EPROTONOSUPPORT  a scheme other than https/file, or a redirect to one (e.g. http://)
- *   -ELOOP            more redirects than allowed
+ *   -ELOOP            more redirects than allowed, or a file:// path whose final component is a symlink
  *   -ENOENT           HTTP 404/410, or a missing file:// path
+ *   -EBADF            a file:// path that is not a regular file (directory, FIFO, device)
  *   -EACCES           HTTP 401/403, or the server rejected our client certificate (TLS alert)
  *   -EKEYREJECTED     the server's certificate failed verification, or the pinned key did not match
  *   -ENOKEY           our CA file / client certificate / key could not be loaded
@@ -33,7 +38,8 @@
  *   -EIO              other 5xx still failing after the last retry, or an unclassified curl error
  *   -ETIMEDOUT        connect timeout, total timeout, or slower than the low-speed limit
  *   -ECONNREFUSED, -EHOSTUNREACH, -ECONNRESET  transport errors (connection cut mid-body: -ECONNRESET)
- *   -EBADMSG          a wrong Content-Range, or a size the server announced ≠ the expected one
+ *   -EBADMSG          a wrong Content-Range, a size the server announced ≠ the expected one, a
+ *                     Content-Encoding on a file, a 200 to a Range request without cb->restart
  *   -EFBIG            more bytes than expected_size / max_size (endless-data attack), never retried
  *   -ECANCELED        a callback asked to stop (its own negative errno is returned when it gave one)
  *   anything a StreamWriter or callback returned is passed through unchanged (never retried).
