@@ -35,10 +35,11 @@
  *   -ENOKEY           our CA file / client certificate / key could not be loaded
  *   -EPROTO           any other unexpected HTTP status (other 4xx, 3xx without Location, 2xx ≠ 200/206)
  *   -EAGAIN           408/429/503 still failing after the last retry
- *   -EIO              other 5xx still failing after the last retry, or an unclassified curl error
+ *   -EIO              other 5xx (501/505 at once, the rest after the last retry), or an
+ *                     unclassified curl error
  *   -ETIMEDOUT        connect timeout, total timeout, or slower than the low-speed limit
  *   -ECONNREFUSED, -EHOSTUNREACH, -ECONNRESET  transport errors (connection cut mid-body: -ECONNRESET)
- *   -EBADMSG          a wrong Content-Range, a size the server announced ≠ the expected one, a
+ *   -EBADMSG          a wrong Content-Range or HTTP 416, a size the server announced ≠ the expected one, a
  *                     Content-Encoding on a file, a 200 to a Range request without cb->restart
  *   -EFBIG            more bytes than expected_size / max_size (endless-data attack), never retried
  *   -ECANCELED        a callback asked to stop (its own negative errno is returned when it gave one)
