@@ -76,7 +76,8 @@ uint64_t fetch_backoff_usec(unsigned attempt, uint64_t base, uint64_t cap, uint6
 
 bool fetch_http_status_is_transient(long status) {
         /* 501 Not Implemented and 505 HTTP Version Not Supported will not change by waiting. */
-        return status == 408 || status == 429 || (status >= 500 && status <= 599 && status != 501 && status != 505);
+        return status == 408 || status == 429 ||
+               (status >= 500 && status <= 599 && status != 501 && status != 505);
 }
 
 static const char *skip_ows(const char *p) {
@@ -100,7 +101,8 @@ static int parse_digits(const char **p, uint64_t *ret) {
         return 0;
 }
 
-int fetch_parse_content_range(const char *value, uint64_t *ret_first, uint64_t *ret_last, uint64_t *ret_complete) {
+int fetch_parse_content_range(const char *value, uint64_t *ret_first, uint64_t *ret_last,
+                              uint64_t *ret_complete) {
         uint64_t first, last, complete;
         const char *p;
 
@@ -449,7 +451,8 @@ static int check_status_failure(Transfer *t) {
                                      t->status_text[0] ? " " : "", status_phrase(t));
         if (t->status == 416)
                 return transfer_fail(t, -EBADMSG, false,
-                                     "HTTP 416 Range Not Satisfiable for bytes=%" PRIu64 "- (Content-Range '%s')",
+                                     "HTTP 416 Range Not Satisfiable for bytes=%" PRIu64
+                                     "- (Content-Range '%s')",
                                      t->pos, t->content_range[0] ? t->content_range : "none");
         return transfer_fail(t, http_status_to_errno(t->status), !transient, "HTTP %ld%s%s%s", t->status,
                              t->status_text[0] ? " " : "", status_phrase(t),
@@ -476,7 +479,8 @@ static int check_headers(Transfer *t) {
                         return check_status_failure(t);
                 if (t->have_content_length && t->content_length > t->cap)
                         return transfer_fail(t, -EFBIG, true,
-                                             "document is %" PRIu64 " bytes (Content-Length), more than the limit of %" PRIu64,
+                                             "document is %" PRIu64
+                                             " bytes (Content-Length), more than the limit of %" PRIu64,
                                              t->content_length, t->cap);
                 t->body_ok = true;
                 return 0;
@@ -501,22 +505,27 @@ static int check_headers(Transfer *t) {
                                              t->content_range);
                 if (first != t->pos)
                         return transfer_fail(t, -EBADMSG, false,
-                                             "Content-Range '%s' starts at byte %" PRIu64 ", asked for %" PRIu64,
+                                             "Content-Range '%s' starts at byte %" PRIu64
+                                             ", asked for %" PRIu64,
                                              t->content_range, first, t->pos);
                 if (complete == FETCH_SIZE_UNKNOWN)
                         return transfer_fail(t, -EBADMSG, false,
-                                             "Content-Range '%s' does not give the complete length", t->content_range);
+                                             "Content-Range '%s' does not give the complete length",
+                                             t->content_range);
                 if (t->expected != FETCH_SIZE_UNKNOWN && complete != t->expected)
                         return transfer_fail(t, -EBADMSG, false,
-                                             "Content-Range '%s' gives a complete length of %" PRIu64 ", expected %" PRIu64,
+                                             "Content-Range '%s' gives a complete length of %" PRIu64
+                                             ", expected %" PRIu64,
                                              t->content_range, complete, t->expected);
                 if (complete > t->cap)
                         return transfer_fail(t, -EFBIG, true,
-                                             "Content-Range '%s' announces more than the limit of %" PRIu64 " bytes",
+                                             "Content-Range '%s' announces more than the limit of %" PRIu64
+                                             " bytes",
                                              t->content_range, t->cap);
                 if (last != complete - 1)
                         return transfer_fail(t, -EBADMSG, false,
-                                             "Content-Range '%s' ends at byte %" PRIu64 ", not at the last byte %" PRIu64,
+                                             "Content-Range '%s' ends at byte %" PRIu64
+                                             ", not at the last byte %" PRIu64,
                                              t->content_range, last, complete - 1);
                 if (t->have_content_length && t->content_length != last - first + 1)
                         return transfer_fail(t, -EBADMSG, false,
@@ -526,12 +535,15 @@ static int check_headers(Transfer *t) {
         } else if (t->status == 200) {
                 if (t->have_content_length) {
                         if (t->content_length > t->cap)
-                                return transfer_fail(t, -EFBIG, true,
-                                                     "server announces %" PRIu64 " bytes (Content-Length), more than the expected %" PRIu64,
-                                                     t->content_length, t->cap);
+                                return transfer_fail(
+                                        t, -EFBIG, true,
+                                        "server announces %" PRIu64
+                                        " bytes (Content-Length), more than the expected %" PRIu64,
+                                        t->content_length, t->cap);
                         if (t->expected != FETCH_SIZE_UNKNOWN && t->content_length != t->expected)
                                 return transfer_fail(t, -EBADMSG, false,
-                                                     "server announces %" PRIu64 " bytes (Content-Length), expected %" PRIu64,
+                                                     "server announces %" PRIu64
+                                                     " bytes (Content-Length), expected %" PRIu64,
                                                      t->content_length, t->expected);
                         t->announced = t->content_length;
                 }
@@ -541,12 +553,14 @@ static int check_headers(Transfer *t) {
                         /* The server ignored Range (or a cut happened and now it does): the body
                          * starts at byte 0 again, so everything derived from the old bytes must go. */
                         if (!t->cb || !t->cb->restart)
-                                return transfer_fail(t, -EBADMSG, true,
-                                                     "server ignored Range (HTTP 200) and the caller cannot restart");
+                                return transfer_fail(
+                                        t, -EBADMSG, true,
+                                        "server ignored Range (HTTP 200) and the caller cannot restart");
                         log_debug("Server ignored Range from byte %" PRIu64 ", restarting from 0.", t->pos);
                         r = t->cb->restart(t->cb->userdata);
                         if (r < 0)
-                                return transfer_fail(t, r, true, "restarting the download from byte 0 failed: %s",
+                                return transfer_fail(t, r, true,
+                                                     "restarting the download from byte 0 failed: %s",
                                                      strerror(-r));
                         t->stats.restarts++;
                         t->pos = 0;
@@ -626,7 +640,8 @@ static size_t header_cb(char *buffer, size_t size, size_t nitems, void *userdata
                 uint64_t cl;
 
                 header_value(buf, sizeof(buf), v, vl);
-                if (parse_digits(&p, &cl) < 0 || *p != 0 || (t->have_content_length && cl != t->content_length))
+                if (parse_digits(&p, &cl) < 0 || *p != 0 ||
+                    (t->have_content_length && cl != t->content_length))
                         t->bad_content_length = true;
                 else {
                         t->have_content_length = true;
@@ -667,11 +682,12 @@ static size_t write_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 
         if (ADD_OVERFLOW(t->pos, (uint64_t) n, &end) || end > t->cap) {
                 if (t->kind == FETCH_DOCUMENT)
-                        transfer_fail(t, -EFBIG, true, "document exceeds the limit of %" PRIu64 " bytes", t->cap);
+                        transfer_fail(t, -EFBIG, true, "document exceeds the limit of %" PRIu64 " bytes",
+                                      t->cap);
                 else
-                        transfer_fail(t, -EFBIG, true,
-                                      "server sent more than %s %" PRIu64 " bytes (endless data)",
-                                      t->expected != FETCH_SIZE_UNKNOWN ? "the expected" : "the limit of", t->cap);
+                        transfer_fail(
+                                t, -EFBIG, true, "server sent more than %s %" PRIu64 " bytes (endless data)",
+                                t->expected != FETCH_SIZE_UNKNOWN ? "the expected" : "the limit of", t->cap);
                 return 0;
         }
 
@@ -696,7 +712,8 @@ static size_t write_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 
         r = stream_write(t->sink, buffer, n);
         if (r < 0) {
-                transfer_fail(t, r, true, "writing the download failed at byte %" PRIu64 ": %s", t->pos, strerror(-r));
+                transfer_fail(t, r, true, "writing the download failed at byte %" PRIu64 ": %s", t->pos,
+                              strerror(-r));
                 return 0;
         }
         t->pos = end;
@@ -712,7 +729,8 @@ static int classify_curl(Transfer *t, CURLcode c) {
         case CURLE_UNSUPPORTED_PROTOCOL:
                 if (t->location[0])
                         return transfer_fail(t, -EPROTONOSUPPORT, true,
-                                             "redirect to '%s' refused: only https is allowed (%s)", t->location, text);
+                                             "redirect to '%s' refused: only https is allowed (%s)",
+                                             t->location, text);
                 return transfer_fail(t, -EPROTONOSUPPORT, true, "unsupported protocol: %s", text);
         case CURLE_TOO_MANY_REDIRECTS:
                 return transfer_fail(t, -ELOOP, true, "more than %u redirects (last to '%s')",
@@ -720,13 +738,15 @@ static int classify_curl(Transfer *t, CURLcode c) {
         case CURLE_URL_MALFORMAT:
                 return transfer_fail(t, -EINVAL, true, "malformed URL: %s", text);
         case CURLE_PEER_FAILED_VERIFICATION:
-                return transfer_fail(t, -EKEYREJECTED, true, "server certificate verification failed: %s", text);
-        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-                return transfer_fail(t, -EKEYREJECTED, true, "server public key does not match the pinned key: %s",
+                return transfer_fail(t, -EKEYREJECTED, true, "server certificate verification failed: %s",
                                      text);
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+                return transfer_fail(t, -EKEYREJECTED, true,
+                                     "server public key does not match the pinned key: %s", text);
         case CURLE_SSL_CACERT_BADFILE:
-                return transfer_fail(t, -ENOKEY, true, "cannot load the CA file '%s': %s",
-                                     t->opts->tls && t->opts->tls->ca_file ? t->opts->tls->ca_file : "(system)", text);
+                return transfer_fail(
+                        t, -ENOKEY, true, "cannot load the CA file '%s': %s",
+                        t->opts->tls && t->opts->tls->ca_file ? t->opts->tls->ca_file : "(system)", text);
         case CURLE_SSL_CERTPROBLEM:
         case CURLE_SSL_ENGINE_NOTFOUND:
         case CURLE_SSL_ENGINE_SETFAILED:
@@ -751,8 +771,8 @@ static int classify_curl(Transfer *t, CURLcode c) {
         case CURLE_GOT_NOTHING:
         case CURLE_HTTP2:
         case CURLE_HTTP2_STREAM:
-                return transfer_fail(t, -ECONNRESET, false, "connection cut after %" PRIu64 " bytes: %s", t->pos,
-                                     text);
+                return transfer_fail(t, -ECONNRESET, false, "connection cut after %" PRIu64 " bytes: %s",
+                                     t->pos, text);
         case CURLE_ABORTED_BY_CALLBACK:
                 return transfer_fail(t, -ECANCELED, true, "cancelled: %s", text);
         case CURLE_OUT_OF_MEMORY:
@@ -768,12 +788,12 @@ static int classify_curl(Transfer *t, CURLcode c) {
         }
 }
 
-#define SETOPT(t, opt, val)                                                                                \
-        do {                                                                                               \
-                CURLcode _c = curl_easy_setopt((t)->curl, (opt), (val));                                   \
-                if (_c != CURLE_OK)                                                                        \
-                        return transfer_fail((t), _c == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL, true,     \
-                                             "cannot set %s: %s", #opt, curl_easy_strerror(_c));           \
+#define SETOPT(t, opt, val)                                                                            \
+        do {                                                                                           \
+                CURLcode _c = curl_easy_setopt((t)->curl, (opt), (val));                               \
+                if (_c != CURLE_OK)                                                                    \
+                        return transfer_fail((t), _c == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL, true, \
+                                             "cannot set %s: %s", #opt, curl_easy_strerror(_c));       \
         } while (0)
 
 static long usec_to_msec_long(uint64_t usec) {
@@ -862,7 +882,8 @@ static int transfer_attempt(Transfer *t) {
                 t->pos = 0;
         t->asked_range = t->kind == FETCH_FILE && t->pos > 0;
         if (t->asked_range) {
-                assert_se((size_t) snprintf(t->range, sizeof(t->range), "%" PRIu64 "-", t->pos) < sizeof(t->range));
+                assert_se((size_t) snprintf(t->range, sizeof(t->range), "%" PRIu64 "-", t->pos) <
+                          sizeof(t->range));
                 SETOPT(t, CURLOPT_RANGE, t->range);
         } else
                 SETOPT(t, CURLOPT_RANGE, (char *) NULL);
@@ -882,10 +903,12 @@ static int transfer_attempt(Transfer *t) {
 
                 if (total != FETCH_SIZE_UNKNOWN && t->pos < total)
                         return transfer_fail(t, -ECONNRESET, false,
-                                             "connection closed after %" PRIu64 " of %" PRIu64 " bytes", t->pos, total);
-                if (total != FETCH_SIZE_UNKNOWN && t->pos > total)
-                        return transfer_fail(t, -EFBIG, true, "received %" PRIu64 " bytes, more than %" PRIu64,
+                                             "connection closed after %" PRIu64 " of %" PRIu64 " bytes",
                                              t->pos, total);
+                if (total != FETCH_SIZE_UNKNOWN && t->pos > total)
+                        return transfer_fail(t, -EFBIG, true,
+                                             "received %" PRIu64 " bytes, more than %" PRIu64, t->pos,
+                                             total);
                 if (t->expected == FETCH_SIZE_UNKNOWN)
                         t->expected = t->pos;
                 maybe_progress(t, true);
@@ -944,7 +967,8 @@ static int transfer_run(Transfer *t, const char *url) {
                         free(t->reason);
                         t->reason = NULL;
                         t->error = 0;
-                        return transfer_fail(t, r, true, "cancelled while waiting to retry: %s", strerror(-r));
+                        return transfer_fail(t, r, true, "cancelled while waiting to retry: %s",
+                                             strerror(-r));
                 }
         }
 }
@@ -1062,8 +1086,9 @@ static int file_document(const char *url, size_t max_size, char **ret, size_t *r
         return 0;
 }
 
-static int file_stream(const char *url, uint64_t expected, uint64_t cap, uint64_t offset, const StreamWriter *sink,
-                       const FetchCallbacks *cb, FetchStats *stats, char **reason) {
+static int file_stream(const char *url, uint64_t expected, uint64_t cap, uint64_t offset,
+                       const StreamWriter *sink, const FetchCallbacks *cb, FetchStats *stats,
+                       char **reason) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ uint8_t *buf = NULL;
         uint64_t pos = offset, size, last = 0;
@@ -1075,7 +1100,8 @@ static int file_stream(const char *url, uint64_t expected, uint64_t cap, uint64_
                 return r;
         size = (uint64_t) st.st_size;
         if (size > cap) {
-                if (asprintf(reason, "file is %" PRIu64 " bytes, more than the expected %" PRIu64, size, cap) < 0)
+                if (asprintf(reason, "file is %" PRIu64 " bytes, more than the expected %" PRIu64, size,
+                             cap) < 0)
                         *reason = NULL;
                 return -EFBIG;
         }
@@ -1085,7 +1111,8 @@ static int file_stream(const char *url, uint64_t expected, uint64_t cap, uint64_
                 return -EBADMSG;
         }
         if (offset > size) {
-                if (asprintf(reason, "resume offset %" PRIu64 " is beyond the file's %" PRIu64 " bytes", offset, size) < 0)
+                if (asprintf(reason, "resume offset %" PRIu64 " is beyond the file's %" PRIu64 " bytes",
+                             offset, size) < 0)
                         *reason = NULL;
                 return -EINVAL;
         }
@@ -1151,7 +1178,8 @@ static int check_url(const char *url, bool *ret_file, char **ret_reason) {
                 return 0;
         }
         sanitize_copy(clean, sizeof(clean), url, strlen(url));
-        if (ret_reason && asprintf(ret_reason, "only https:// and file:// URLs are accepted, not '%s'", clean) < 0)
+        if (ret_reason &&
+            asprintf(ret_reason, "only https:// and file:// URLs are accepted, not '%s'", clean) < 0)
                 *ret_reason = NULL;
         return -EPROTONOSUPPORT;
 }
@@ -1213,7 +1241,8 @@ int fetch_document(const char *url, const FetchOptions *opts, size_t max_size, c
 }
 
 int fetch_file(const char *url, const FetchOptions *opts, uint64_t expected_size, uint64_t offset,
-               const StreamWriter *sink, const FetchCallbacks *cb, FetchStats *ret_stats, char **ret_reason) {
+               const StreamWriter *sink, const FetchCallbacks *cb, FetchStats *ret_stats,
+               char **ret_reason) {
         Transfer t = {
                 .kind = FETCH_FILE,
                 .opts = opts,
@@ -1238,7 +1267,8 @@ int fetch_file(const char *url, const FetchOptions *opts, uint64_t expected_size
         t.cap = expected_size != FETCH_SIZE_UNKNOWN ? expected_size : opts->max_file_size;
         if (offset > t.cap) {
                 if (ret_reason &&
-                    asprintf(ret_reason, "resume offset %" PRIu64 " is beyond the expected %" PRIu64 " bytes", offset,
+                    asprintf(ret_reason,
+                             "resume offset %" PRIu64 " is beyond the expected %" PRIu64 " bytes", offset,
                              t.cap) < 0)
                         *ret_reason = NULL;
                 return -EINVAL;

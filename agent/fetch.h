@@ -96,12 +96,12 @@ typedef struct FetchCallbacks {
 
 /* What happened, filled on success and on failure (it describes the attempts, not a result). */
 typedef struct FetchStats {
-        unsigned attempts;          /* requests made (0 for file:// and nothing-to-do) */
-        unsigned restarts;          /* times cb->restart() was called */
-        long http_status;           /* last final HTTP status seen, 0 if none */
-        unsigned http_version;      /* of that response: 11 (HTTP/1.1), 20 (HTTP/2), 0 if none */
-        uint64_t bytes_received;    /* body bytes delivered to the sink, over all attempts */
-        uint64_t slept;             /* usec of backoff requested */
+        unsigned attempts;       /* requests made (0 for file:// and nothing-to-do) */
+        unsigned restarts;       /* times cb->restart() was called */
+        long http_status;        /* last final HTTP status seen, 0 if none */
+        unsigned http_version;   /* of that response: 11 (HTTP/1.1), 20 (HTTP/2), 0 if none */
+        uint64_t bytes_received; /* body bytes delivered to the sink, over all attempts */
+        uint64_t slept;          /* usec of backoff requested */
 } FetchStats;
 
 /*
@@ -146,7 +146,8 @@ int fetch_parse_retry_after(const char *value, int64_t now, uint64_t *ret_usec);
 
 /* "bytes first-last/complete" (RFC 9110 §14.4); "*" as complete gives FETCH_SIZE_UNKNOWN.
  * -EINVAL for anything else, including last < first or last ≥ complete. */
-int fetch_parse_content_range(const char *value, uint64_t *ret_first, uint64_t *ret_last, uint64_t *ret_complete);
+int fetch_parse_content_range(const char *value, uint64_t *ret_first, uint64_t *ret_last,
+                              uint64_t *ret_complete);
 
 /* true for statuses worth retrying: 408, 429, 5xx (except 501, 505). */
 bool fetch_http_status_is_transient(long status) _const_;

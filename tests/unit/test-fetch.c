@@ -34,7 +34,8 @@ static struct {
         char blob_sha[SHA256_HEX_SIZE];
         char *doc;
         size_t doc_size;
-        char *ca_file, *garbage_ca, *client_cert, *client_key, *rogue_cert, *rogue_key, *server_pin, *other_pin;
+        char *ca_file, *garbage_ca, *client_cert, *client_key, *rogue_cert, *rogue_key, *server_pin,
+                *other_pin;
         const char *python;
 } S;
 
@@ -98,7 +99,8 @@ static int free_port(void) {
 }
 
 static bool port_open(int port) {
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
                                 .sin_port = htons((uint16_t) port)};
         _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         return fd >= 0 && connect(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
@@ -120,7 +122,7 @@ typedef struct Sink {
         unsigned restarts;
         unsigned progress_calls;
         uint64_t last_done, last_total;
-        int fail_write;    /* return this from write once n reaches fail_at */
+        int fail_write; /* return this from write once n reaches fail_at */
         uint64_t fail_at;
         int fail_progress; /* return this from progress */
 } Sink;
@@ -249,7 +251,8 @@ static uint64_t mono_usec(void) {
 
 /* Fetch blob-like content from url; the sink starts with the first `offset` bytes of the blob
  * (what the caller already had). */
-static void get_file(Result *res, const char *url, const FetchOptions *o, uint64_t expected, uint64_t offset) {
+static void get_file(Result *res, const char *url, const FetchOptions *o, uint64_t expected,
+                     uint64_t offset) {
         FetchCallbacks cb = {.restart = sink_restart, .progress = sink_progress};
         uint64_t t0;
 
@@ -259,8 +262,8 @@ static void get_file(Result *res, const char *url, const FetchOptions *o, uint64
                 assert_int_equal(sink_write(&res->sink, S.blob, offset), 0);
         cb.userdata = &res->sink;
         t0 = mono_usec();
-        res->r = fetch_file(url, o, expected, offset, &(StreamWriter){sink_write, &res->sink}, &cb, &res->stats,
-                            &res->reason);
+        res->r = fetch_file(url, o, expected, offset, &(StreamWriter){sink_write, &res->sink}, &cb,
+                            &res->stats, &res->reason);
         res->elapsed_usec = mono_usec() - t0;
         if (res->r < 0) {
                 assert_non_null(res->reason);
@@ -304,7 +307,8 @@ static int start_python_server(void) {
 
         assert_true(asprintf(&script, "%s/tests/tools/https-server.py", srcdir) > 0);
         assert_true(asprintf(&a_main, "main,%s/server.crt,%s/server.key", S.pki, S.pki) > 0);
-        assert_true(asprintf(&a_mtls, "mtls,%s/server.crt,%s/server.key,%s/ca.crt", S.pki, S.pki, S.pki) > 0);
+        assert_true(asprintf(&a_mtls, "mtls,%s/server.crt,%s/server.key,%s/ca.crt", S.pki, S.pki, S.pki) >
+                    0);
         assert_true(asprintf(&a_wrong, "wrongname,%s/wrongname.crt,%s/wrongname.key", S.pki, S.pki) > 0);
         assert_true(asprintf(&a_self, "selfsigned,%s/selfsigned.crt,%s/selfsigned.key", S.pki, S.pki) > 0);
 
@@ -344,8 +348,8 @@ static int setup_group(void **state) {
         const char *srcdir = getenv("TOP_SRCDIR") ?: ".";
 
         /* The tests talk to 127.0.0.1 only; a proxy from the environment must not get in between. */
-        for (const char *const *v = (const char *const[]){"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
-                                                           "ALL_PROXY", NULL};
+        for (const char *const *v = (const char *const[]){"http_proxy", "https_proxy", "HTTPS_PROXY",
+                                                          "all_proxy", "ALL_PROXY", NULL};
              *v; v++)
                 unsetenv(*v);
 
@@ -377,7 +381,8 @@ static int setup_group(void **state) {
         sha_hex(S.blob, BLOB_SIZE, S.blob_sha);
         write_file(S.root, "blob", S.blob, BLOB_SIZE);
         write_file(S.root, "empty", "", 0);
-        S.doc = strdup("{\"payloadType\": \"application/vnd.in-toto+json\", \"payload\": \"e30=\", \"signatures\": []}\n");
+        S.doc = strdup("{\"payloadType\": \"application/vnd.in-toto+json\", \"payload\": \"e30=\", "
+                       "\"signatures\": []}\n");
         S.doc_size = strlen(S.doc);
         write_file(S.root, "doc.json", S.doc, S.doc_size);
 
@@ -450,8 +455,9 @@ static void test_content_range(void **state) {
         assert_int_equal(fetch_parse_content_range("BYTES 5-5/6", &a, &b, &c), 0);
         assert_int_equal(fetch_parse_content_range("bytes 10-19/*", &a, &b, &c), 0);
         assert_true(c == FETCH_SIZE_UNKNOWN);
-        assert_int_equal(fetch_parse_content_range("bytes 0-18446744073709551614/18446744073709551615", &a, &b, &c),
-                         0);
+        assert_int_equal(
+                fetch_parse_content_range("bytes 0-18446744073709551614/18446744073709551615", &a, &b, &c),
+                0);
 
         const char *bad[] = {
                 "",
@@ -513,11 +519,15 @@ static void test_join_url(void **state) {
         } cases[] = {
                 {"https://models.example.com/", "models/digits-mlp/stable.json",
                  "https://models.example.com/models/digits-mlp/stable.json", 0},
-                {"https://models.example.com", "blobs/sha256/ab12", "https://models.example.com/blobs/sha256/ab12", 0},
-                {"https://h.example:8443/repo", "models/m/c.json", "https://h.example:8443/repo/models/m/c.json", 0},
-                {"https://h.example/repo/", "blobs/sha256/00ff", "https://h.example/repo/blobs/sha256/00ff", 0},
+                {"https://models.example.com", "blobs/sha256/ab12",
+                 "https://models.example.com/blobs/sha256/ab12", 0},
+                {"https://h.example:8443/repo", "models/m/c.json",
+                 "https://h.example:8443/repo/models/m/c.json", 0},
+                {"https://h.example/repo/", "blobs/sha256/00ff", "https://h.example/repo/blobs/sha256/00ff",
+                 0},
                 {"file:///srv/repo", "models/m/stable.json", "file:///srv/repo/models/m/stable.json", 0},
-                {"https://h.example/repo/", "https://h.example/other/blobs/x", "https://h.example/other/blobs/x", 0},
+                {"https://h.example/repo/", "https://h.example/other/blobs/x",
+                 "https://h.example/other/blobs/x", 0},
                 {"https://h.example/repo/", "HTTPS://H.example/blobs/x", "HTTPS://H.example/blobs/x", 0},
                 /* Leaving the origin. */
                 {"https://h.example/", "https://evil.example/blobs/x", NULL, -EXDEV},
@@ -650,8 +660,9 @@ static void test_resume_offset(void **state) {
                 Sink sink;
 
                 sink_init(&sink, 10);
-                assert_int_equal(fetch_file(u, &o, 10, 11, &(StreamWriter){sink_write, &sink}, NULL, NULL, &reason),
-                                 -EINVAL);
+                assert_int_equal(
+                        fetch_file(u, &o, 10, 11, &(StreamWriter){sink_write, &sink}, NULL, NULL, &reason),
+                        -EINVAL);
                 assert_non_null(strstr(reason, "beyond"));
                 sink_done(&sink);
         }
@@ -678,8 +689,8 @@ static void test_range_ignored(void **state) {
 
                 sink_init(&sink, BLOB_SIZE);
                 assert_int_equal(sink_write(&sink, S.blob, 10), 0);
-                assert_int_equal(fetch_file(u, &o, BLOB_SIZE, 10, &(StreamWriter){sink_write, &sink}, NULL, NULL,
-                                            &reason),
+                assert_int_equal(fetch_file(u, &o, BLOB_SIZE, 10, &(StreamWriter){sink_write, &sink}, NULL,
+                                            NULL, &reason),
                                  -EBADMSG);
                 assert_non_null(strstr(reason, "ignored Range"));
                 assert_int_equal(sink.n, 10);
@@ -691,9 +702,9 @@ static void test_bad_content_range(void **state) {
         static const struct {
                 const char *kind, *word;
         } kinds[] = {
-                {"start", "starts at byte 400001"}, {"total", "complete length"}, {"end", "not at the last byte"},
-                {"garbage", "unparsable Content-Range"}, {"missing", "without Content-Range"},
-                {"length", "does not match Content-Range"},
+                {"start", "starts at byte 400001"},   {"total", "complete length"},
+                {"end", "not at the last byte"},      {"garbage", "unparsable Content-Range"},
+                {"missing", "without Content-Range"}, {"length", "does not match Content-Range"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
@@ -1049,7 +1060,8 @@ static void test_endless(void **state) {
         /* A size the caller does not know: the server's Content-Length is the end, but
          * max_file_size still caps an endless body. */
         {
-                _cleanup_free_ char *u = url_for(S.port_main, "/files/blob"), *u2 = url_for(S.port_main, "/endless/t-unknown/blob");
+                _cleanup_free_ char *u = url_for(S.port_main, "/files/blob"),
+                                    *u2 = url_for(S.port_main, "/endless/t-unknown/blob");
 
                 opts_init(&o);
                 get_file(&res, u, &o, FETCH_SIZE_UNKNOWN, 0);
@@ -1093,8 +1105,9 @@ static void test_callbacks_abort(void **state) {
         res.sink.fail_write = -ENOSPC;
         res.sink.fail_at = 1 * MIB;
         cb.userdata = &res.sink;
-        assert_int_equal(fetch_file(u, &o, BLOB_SIZE, 0, &(StreamWriter){sink_write, &res.sink}, &cb, &st, &reason),
-                         -ENOSPC);
+        assert_int_equal(
+                fetch_file(u, &o, BLOB_SIZE, 0, &(StreamWriter){sink_write, &res.sink}, &cb, &st, &reason),
+                -ENOSPC);
         assert_non_null(strstr(reason, "No space left on device"));
         assert_int_equal(st.attempts, 1);
         assert_true(res.sink.n <= 1 * MIB);
@@ -1107,8 +1120,9 @@ static void test_callbacks_abort(void **state) {
         sink_init(&res.sink, BLOB_SIZE);
         res.sink.fail_progress = -ECANCELED;
         cb.userdata = &res.sink;
-        assert_int_equal(fetch_file(u, &o, BLOB_SIZE, 0, &(StreamWriter){sink_write, &res.sink}, &cb, &st, &reason),
-                         -ECANCELED);
+        assert_int_equal(
+                fetch_file(u, &o, BLOB_SIZE, 0, &(StreamWriter){sink_write, &res.sink}, &cb, &st, &reason),
+                -ECANCELED);
         assert_non_null(strstr(reason, "progress callback"));
         assert_int_equal(st.attempts, 1);
         assert_int_equal(res.sink.progress_calls, 1);
@@ -1396,8 +1410,8 @@ static void test_file_urls(void **state) {
         result_done(&res);
         res = (Result){};
         sink_init(&res.sink, BLOB_SIZE + 1);
-        assert_int_equal(fetch_file(u, &o, BLOB_SIZE + 1, 0, &(StreamWriter){sink_write, &res.sink}, NULL, NULL,
-                                    &reason),
+        assert_int_equal(fetch_file(u, &o, BLOB_SIZE + 1, 0, &(StreamWriter){sink_write, &res.sink}, NULL,
+                                    NULL, &reason),
                          -EBADMSG);
         assert_non_null(strstr(reason, "is 3158073 bytes, expected 3158074"));
         assert_int_equal(res.sink.n, 0);
@@ -1544,8 +1558,8 @@ static void test_nginx(void **state) {
         assert_blob_ok(&res);
         result_done(&res);
         {
-                _cleanup_free_ char *u = url_for(N.port, "/doc.json"), *m = url_for(N.port, "/nope"), *doc = NULL,
-                                    *reason = NULL;
+                _cleanup_free_ char *u = url_for(N.port, "/doc.json"), *m = url_for(N.port, "/nope"),
+                                    *doc = NULL, *reason = NULL;
                 size_t n;
 
                 assert_int_equal(fetch_document(u, &o, 4096, &doc, &n, NULL, NULL), 0);
@@ -1557,12 +1571,9 @@ static void test_nginx(void **state) {
 
 int main(void) {
         const struct CMUnitTest pure[] = {
-                cmocka_unit_test(test_backoff),
-                cmocka_unit_test(test_content_range),
-                cmocka_unit_test(test_retry_after),
-                cmocka_unit_test(test_join_url),
-                cmocka_unit_test(test_status_classes),
-                cmocka_unit_test(test_options_from_source),
+                cmocka_unit_test(test_backoff),        cmocka_unit_test(test_content_range),
+                cmocka_unit_test(test_retry_after),    cmocka_unit_test(test_join_url),
+                cmocka_unit_test(test_status_classes), cmocka_unit_test(test_options_from_source),
         };
         const struct CMUnitTest server[] = {
                 cmocka_unit_test(test_normal),
