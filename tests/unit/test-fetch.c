@@ -1275,6 +1275,36 @@ static void test_schemes_and_transport(void **state) {
         result_done(&res);
 }
 
+/* The way the agent will use it: a model's source: section, URLs joined onto its base. */
+static void test_source_config(void **state) {
+        _cleanup_free_ char *base = url_for(S.port_main, "/files/"), *doc_url = NULL, *blob_url = NULL,
+                            *doc = NULL;
+        SourceConfig src = {
+                .url = base,
+                .tls = {.ca_file = S.ca_file},
+                .connect_timeout = 5 * USEC_PER_SEC,
+                .low_speed_limit = 1024,
+                .low_speed_time = 10 * USEC_PER_SEC,
+                .retries = 2,
+                .max_release_size = 1 * MIB,
+                .max_file_size = 64 * GIB,
+        };
+        FetchOptions o;
+        Result res;
+        size_t n;
+
+        fetch_options_from_source(&o, &src);
+        o.proxy = "";
+        o.sleep = fake_sleep;
+        assert_int_equal(fetch_join_url(src.url, "doc.json", &doc_url), 0);
+        assert_int_equal(fetch_document(doc_url, &o, src.max_release_size, &doc, &n, NULL, NULL), 0);
+        assert_string_equal(doc, S.doc);
+        assert_int_equal(fetch_join_url(src.url, "blob", &blob_url), 0);
+        get_file(&res, blob_url, &o, BLOB_SIZE, 0);
+        assert_blob_ok(&res);
+        result_done(&res);
+}
+
 static void test_document(void **state) {
         _cleanup_free_ char *u = url_for(S.port_main, "/files/doc.json");
         char *doc = NULL, *reason = NULL;
@@ -1594,6 +1624,7 @@ int main(void) {
                 cmocka_unit_test(test_pinned_key),
                 cmocka_unit_test(test_schemes_and_transport),
                 cmocka_unit_test(test_document),
+                cmocka_unit_test(test_source_config),
                 cmocka_unit_test(test_file_urls),
                 cmocka_unit_test_setup_teardown(test_nginx, setup_nginx, teardown_nginx),
         };
