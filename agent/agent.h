@@ -49,5 +49,12 @@ typedef struct AgentVerb {
         const char *help;
 } AgentVerb;
 
-/* Verbs (one file each). */
+/* Verbs. */
 int verb_test(Agent *a);
+int verb_import(Agent *a);
+int verb_activate(Agent *a);
+int verb_rollback(Agent *a);
+int verb_gc(Agent *a);
+int verb_verify(Agent *a);
+int verb_reconcile(Agent *a);
+int verb_list(Agent *a);

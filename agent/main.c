@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "agent.h"
+#include "fault.h"
 #include "fileio.h"
 #include "log.h"
 #include "parse-util.h"
@@ -18,6 +19,13 @@
 volatile sig_atomic_t agent_terminate = 0;
 
 static const AgentVerb verbs[] = {
+        {"import", verb_import, true, false, "DIR [--id ID]: add a version from a local directory"},
+        {"activate", verb_activate, true, false, "ID [--from ID] [--no-verify]: verify and serve a version"},
+        {"rollback", verb_rollback, true, false, "ID [--from ID]: serve a version again, instantly"},
+        {"gc", verb_gc, true, false, "[--keep N] [--protect ID]…: remove old versions"},
+        {"verify", verb_verify, true, false, "ID: re-hash a version against its digests"},
+        {"reconcile", verb_reconcile, true, false, "repair what a crash interrupted"},
+        {"list", verb_list, true, false, "show the versions in the store"},
 #if ENABLE_FAULT_INJECTION
         {"test", verb_test, false, false, "exercise the job runner (test builds only)"},
 #endif
@@ -292,6 +300,7 @@ static int run(Agent *a, int argc, char *argv[]) {
         r = parse_argv(a, argc - 1, argv + 1);
         if (r <= 0)
                 return r;
+        fault_setup(a->verb);
 
         /* Under the daemon fd 3 is the wire; by hand it is whatever the shell left there. */
         if (a->job > 0) {
@@ -327,8 +336,11 @@ static int run(Agent *a, int argc, char *argv[]) {
                 free(model_plain);
                 model_state = ms;
                 model_plain = mp;
-                if ((r = mkdir_p(model_state, 0700)) < 0 || (r = mkdir_p(model_plain, 0750)) < 0 ||
-                    (r = mkdir_p(serve, 0755)) < 0)
+                /* The runtime tree must stay traversable for the model server's user; only the
+                 * model's own plaintext directory is closed. */
+                if ((r = mkdir_p(a->config->daemon.runtime_directory, 0755)) < 0 ||
+                    (r = mkdir_p(serve, 0755)) < 0 || (r = mkdir_p(model_plain, 0755)) < 0 ||
+                    (r = chmod(model_plain, 0750) < 0 ? -errno : 0) < 0 || (r = mkdir_p(model_state, 0700)) < 0)
                         return agent_result_error(a, r, "cannot create the model's directories: %m");
                 writable[n++] = model_state;
                 writable[n++] = model_plain;

@@ -6,22 +6,29 @@
 #include "fileio.h"
 
 #if ENABLE_FAULT_INJECTION
+static bool fault_enabled = false;
+
+void fault_setup(const char *verb) {
+        const char *v = getenv("MODELKEEPER_FAULT_VERB");
+        fault_enabled = !v || streq(v, verb);
+}
+
 int fault_point(const char *name) {
         static unsigned counter = 0;
         static int target = -1;      /* -1: not parsed yet, 0: none */
-        static bool kill_mode = false;
+        static char mode[16] = "";
         const char *e;
+
+        if (!fault_enabled)
+                return 0;
 
         if (target < 0) {
                 unsigned n = 0;
-                char mode[16] = "";
 
                 target = 0;
                 e = getenv("MODELKEEPER_FAULT");
-                if (e && sscanf(e, "%u:%15s", &n, mode) == 2 && n > 0) {
+                if (e && sscanf(e, "%u:%15s", &n, mode) == 2 && n > 0)
                         target = (int) n;
-                        kill_mode = streq(mode, "kill");
-                }
         }
         counter++;
 
@@ -33,8 +40,12 @@ int fault_point(const char *name) {
         }
 
         if (target > 0 && counter == (unsigned) target) {
-                if (kill_mode)
+                if (streq(mode, "kill"))
                         (void) raise(SIGKILL);
+                if (streq(mode, "pause")) {
+                        (void) sleep(60);
+                        return 0;
+                }
                 return -EIO;
         }
         return 0;

@@ -7,6 +7,7 @@
  */
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,17 +30,25 @@
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
-#define MIN(a, b)                                                                                          \
+#define XCONCATENATE(x, y) x##y
+#define CONCATENATE(x, y)  XCONCATENATE(x, y)
+#define UNIQ_T(x, uniq)    CONCATENATE(__unique_prefix_, CONCATENATE(x, uniq))
+#define UNIQ               __COUNTER__
+
+/* Unique temporaries (via __COUNTER__), so MIN(MAX(a, b), c) nests without shadowing. */
+#define MIN(a, b) __MIN(UNIQ, (a), UNIQ, (b))
+#define __MIN(aq, a, bq, b)                                                                                \
         __extension__({                                                                                    \
-                const __typeof__(a) _a = (a);                                                              \
-                const __typeof__(b) _b = (b);                                                              \
-                _a < _b ? _a : _b;                                                                         \
+                const __typeof__(a) UNIQ_T(A, aq) = (a);                                                   \
+                const __typeof__(b) UNIQ_T(B, bq) = (b);                                                   \
+                UNIQ_T(A, aq) < UNIQ_T(B, bq) ? UNIQ_T(A, aq) : UNIQ_T(B, bq);                             \
         })
-#define MAX(a, b)                                                                                          \
+#define MAX(a, b) __MAX(UNIQ, (a), UNIQ, (b))
+#define __MAX(aq, a, bq, b)                                                                                \
         __extension__({                                                                                    \
-                const __typeof__(a) _a = (a);                                                              \
-                const __typeof__(b) _b = (b);                                                              \
-                _a > _b ? _a : _b;                                                                         \
+                const __typeof__(a) UNIQ_T(A, aq) = (a);                                                   \
+                const __typeof__(b) UNIQ_T(B, bq) = (b);                                                   \
+                UNIQ_T(A, aq) > UNIQ_T(B, bq) ? UNIQ_T(A, aq) : UNIQ_T(B, bq);                             \
         })
 #define CLAMP(x, lo, hi)                                                                                   \
         __extension__({                                                                                    \
@@ -61,6 +70,13 @@
                 int _fd = (fd);                                                                            \
                 (fd) = -EBADF;                                                                             \
                 _fd;                                                                                       \
+        })
+
+/* free() that returns NULL of the same type: p = mfree(p); */
+#define mfree(p)                                                                                           \
+        __extension__({                                                                                    \
+                free(p);                                                                                   \
+                (__typeof__(p)) NULL;                                                                      \
         })
 
 static inline void freep(void *p) {
@@ -117,6 +133,18 @@ static inline void *memdup_or_null(const void *p, size_t n) {
                 memcpy(c, p, n);
         c[n] = 0;
         return c;
+}
+
+/* asprintf() that returns the string, or NULL when out of memory. */
+_printf_(1, 2) static inline char *xasprintf(const char *fmt, ...) {
+        char *s = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+                s = NULL;
+        va_end(ap);
+        return s;
 }
 
 static inline const char *startswith(const char *s, const char *prefix) {

@@ -16,6 +16,14 @@ static int verb_reload(int argc, char *argv[]);
 
 static const CtlVerb verbs[] = {
         {"status", 0, 1, verb_status, "status [MODEL]", "Show the models and what is happening to them"},
+        {"versions", 1, 1, verb_versions, "versions MODEL", "List the versions in a model's store"},
+        {"rollback", 1, 2, verb_rollback, "rollback MODEL [VERSION]",
+         "Serve the last good (or previous, or given) version again"},
+        {"hold", 1, 1, verb_hold, "hold MODEL", "Stop automatic actions for a model"},
+        {"release", 1, 2, verb_release, "release MODEL [VERSION]",
+         "Lift a hold, or take VERSION out of quarantine"},
+        {"import", 2, 5, verb_import, "import MODEL DIR [--version ID] [--activate]",
+         "Add a version from a local directory"},
         {"reload", 0, 0, verb_reload, "reload", "Re-read the configuration (like systemctl reload)"},
         {},
 };

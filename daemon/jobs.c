@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -288,8 +289,13 @@ static int make_config_fd(const char *name, const char *text, size_t size) {
         return TAKE_FD(fd);
 }
 
-_noreturn_ static void child_exec(Job *j, int sock) {
+_noreturn_ static void child_exec(Job *j, int sock, pid_t parent) {
         sigset_t all;
+
+        /* The agent must not outlive the daemon (DESIGN.md §2): if the daemon dies, so does its
+         * job — the next start reconciles. Check for a parent that died before the prctl. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                _exit(127);
 
         /* Undo what the daemon set up for itself: the agent starts with default signals. */
         sigemptyset(&all);
@@ -317,12 +323,13 @@ _noreturn_ static void child_exec(Job *j, int sock) {
 static int job_start(Job *j) {
         JobRunner *r = j->runner;
         int sv[2] = {-EBADF, -EBADF};
-        pid_t pid;
+        pid_t pid, parent;
         int k;
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
 
+        parent = getpid();
         pid = fork();
         if (pid < 0) {
                 k = -errno;
@@ -331,7 +338,7 @@ static int job_start(Job *j) {
                 return k;
         }
         if (pid == 0)
-                child_exec(j, sv[1]);
+                child_exec(j, sv[1], parent);
 
         safe_close(sv[1]);
         j->fd = sv[0];

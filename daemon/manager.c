@@ -7,7 +7,10 @@
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
+#include <systemd/sd-bus.h>
+
 #include "control.h"
+#include "http.h"
 #include "fileio.h"
 #include "log.h"
 #include "manager.h"
@@ -33,6 +36,9 @@ int manager_new(Manager **ret) {
         r = job_runner_new(m->event, &m->jobs);
         if (r < 0)
                 return r;
+        r = http_client_new(m->event, &m->http);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -49,8 +55,10 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         m->control = control_free(m->control);
-        m->jobs = job_runner_free(m->jobs);
         manager_free_models(m);
+        m->jobs = job_runner_free(m->jobs);
+        m->http = http_client_free(m->http);
+        m->system_bus = sd_bus_flush_close_unref(m->system_bus);
         sd_event_source_disable_unref(m->sigterm_source);
         sd_event_source_disable_unref(m->sigint_source);
         sd_event_source_disable_unref(m->sighup_source);
@@ -104,7 +112,7 @@ static void manager_status_line(Manager *m, char *buf, size_t size) {
         size_t refused = strv_length(m->refused_files);
 
         for (size_t i = 0; i < m->n_models; i++)
-                if (m->models[i]->held)
+                if (m->models[i]->state->hold)
                         held++;
         snprintf(buf, size, "%zu model%s, %u job%s running, %u queued%s%s%s", m->n_models,
                  m->n_models == 1 ? "" : "s", running, running == 1 ? "" : "s", pending, held > 0 ? ", some held" : "",
@@ -216,9 +224,6 @@ static int manager_apply_models(Manager *m, Config *c, char **refused) {
                         continue;
                 }
                 log_info("Model %s is no longer configured; its store stays on disk.", model->name);
-                Job *j = job_runner_find_model(m->jobs, model->name);
-                if (j)
-                        job_cancel(j, "model removed from the configuration");
                 manager_remove_model(m, model);
         }
 
@@ -238,6 +243,8 @@ static int manager_apply_models(Manager *m, Config *c, char **refused) {
                                 return r;
                         }
                         log_info("Model %s loaded from %s.", n->name, n->config->path);
+                        if (m->started)
+                                (void) model_start(n);
                 } else if (model->config->text_size != mc->text_size ||
                            memcmp(model->config->text, mc->text, mc->text_size) != 0 ||
                            !streq(model->config->path, mc->path)) {
@@ -311,11 +318,12 @@ int manager_load(Manager *m) {
         r = manager_read_config(m, &c, &refused);
         if (r < 0)
                 return r;
-        r = manager_apply_models(m, c, refused);
-        if (r < 0)
-                return r;
+        /* The main configuration first: models find their directories through it. */
         config_free(m->config);
         m->config = TAKE_PTR(c);
+        r = manager_apply_models(m, m->config, refused);
+        if (r < 0)
+                return r;
         strv_free(m->refused_files);
         m->refused_files = TAKE_PTR(refused);
         return manager_configure_jobs(m);
@@ -349,11 +357,25 @@ int manager_reload(Manager *m, const char *why) {
                         goto done;
                 }
         }
-        r = manager_apply_models(m, c, refused);
+        /* Directories in use stay until a restart (state_directory holds the stores being worked on). */
+        if (!streq(c->daemon.state_directory, m->config->daemon.state_directory)) {
+                log_warning("state_directory changed to %s; it takes effect at the next restart.",
+                            c->daemon.state_directory);
+                free(c->daemon.state_directory);
+                c->daemon.state_directory = strdup(m->config->daemon.state_directory);
+                if (!c->daemon.state_directory) {
+                        r = log_oom();
+                        goto done;
+                }
+        }
+        {
+                Config *old = m->config;
+                m->config = TAKE_PTR(c);
+                r = manager_apply_models(m, m->config, refused);
+                config_free(old);
+        }
         if (r < 0)
                 goto done;
-        config_free(m->config);
-        m->config = TAKE_PTR(c);
         strv_free(m->refused_files);
         m->refused_files = TAKE_PTR(refused);
         (void) manager_configure_jobs(m);
@@ -401,6 +423,8 @@ void manager_stop(Manager *m) {
         log_event(LOG_INFO, 0, &(LogFields){.message_id = MK_MESSAGE_STOPPING, .action = "stop"},
                   "modelkeeperd stopping (%u job%s running).", job_runner_running(m->jobs),
                   job_runner_running(m->jobs) == 1 ? "" : "s");
+        for (size_t i = 0; i < m->n_models; i++)
+                model_abort(m->models[i], "modelkeeperd is stopping");
         job_runner_cancel_all(m->jobs, "modelkeeperd is stopping");
         (void) check_exit(m);
 }
@@ -430,12 +454,11 @@ int manager_submit_job(Manager *m, Model *model, const char *verb, char **args, 
  * complete and to refresh STATUS=. */
 static int on_post(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
-        static unsigned last_running = UINT32_MAX, last_pending = UINT32_MAX;
         unsigned running = job_runner_running(m->jobs), pending = job_runner_pending(m->jobs);
 
-        if (running != last_running || pending != last_pending) {
-                last_running = running;
-                last_pending = pending;
+        if (running != m->last_running || pending != m->last_pending) {
+                m->last_running = running;
+                m->last_pending = pending;
                 if (!m->stopping)
                         manager_update_status(m);
         }
@@ -486,6 +509,11 @@ int manager_startup(Manager *m) {
                 return log_error_errno(r, "Failed to set up the control socket %s: %m", socket_path);
 
         (void) manager_watch_models(m);
+
+        /* Each model first reconciles its store with state.json (an agent job each). */
+        m->started = true;
+        for (size_t i = 0; i < m->n_models; i++)
+                (void) model_start(m->models[i]);
 
         /* Only now is everything in place that READY=1 promises. */
         manager_notify_ready(m);

@@ -7,9 +7,11 @@
  * event source; nothing here blocks.
  */
 
+#include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "http.h"
 #include "jobs.h"
 #include "macros.h"
 
@@ -30,6 +32,8 @@ typedef struct Manager {
 
         JobRunner *jobs;
         Control *control;
+        HttpClient *http;
+        sd_bus *system_bus;   /* opened when a model restarts a systemd unit */
 
         sd_event_source *sigterm_source, *sigint_source, *sighup_source;
         sd_event_source *inotify_source, *inotify_debounce;
@@ -37,6 +41,8 @@ typedef struct Manager {
         bool stopping;
         bool ready_sent;
         uint64_t reloads;
+        bool started;                /* manager_startup() done: new models start right away */
+        unsigned last_running, last_pending;
         uid_t self_uid;
         gid_t admin_gid;             /* (gid_t) -1: no admin group */
 } Manager;

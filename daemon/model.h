@@ -1,34 +1,77 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* The daemon's view of one model: its last good configuration and what is happening to it. */
+/*
+ * The daemon's view of one model: its last good configuration, its decisions (state.json) and
+ * the one operation that may be in flight for it (import, activation with its reload/readiness
+ * steps, gc, start-up reconciliation). Operations are chains of asynchronous steps; each step's
+ * decision is written to state.json before the step runs.
+ */
+
+#include <systemd/sd-bus.h>
 
 #include "config.h"
 #include "macros.h"
+#include "state.h"
 
 typedef struct Manager Manager;
 typedef struct Job Job;
+typedef struct ServeOp ServeOp;
 
 typedef enum ModelState {
         MODEL_STATE_IDLE,        /* nothing installed yet */
         MODEL_STATE_OK,          /* an active version, promoted */
-        MODEL_STATE_BUSY,        /* a job is running */
+        MODEL_STATE_BUSY,        /* an operation is running */
         MODEL_STATE_PROBATION,   /* an activated version under rollout analysis */
         MODEL_STATE_HELD,        /* an operator put it on hold: no automatic action */
-        MODEL_STATE_FAILED,      /* the last job failed and nothing good is active */
+        MODEL_STATE_FAILED,      /* the last operation failed */
         _MODEL_STATE_MAX,
         _MODEL_STATE_INVALID = -EINVAL,
 } ModelState;
+
+typedef enum ActivationKind {
+        ACTIVATION_UPDATE,       /* a verified release from the source */
+        ACTIVATION_IMPORT,       /* an operator's import */
+        ACTIVATION_RECOMPRESS,   /* a derived version */
+        ACTIVATION_ROLLBACK,     /* operator or policy: back to a version that served before */
+        ACTIVATION_RESTORE,      /* undoing a failed activation */
+        _ACTIVATION_KIND_MAX,
+        _ACTIVATION_KIND_INVALID = -EINVAL,
+} ActivationKind;
+
+typedef enum OpType {
+        OP_RECONCILE,
+        OP_IMPORT,
+        OP_ACTIVATE,
+        OP_GC,
+        _OP_TYPE_MAX,
+} OpType;
+
+typedef struct ModelOp {
+        OpType type;
+        ActivationKind kind;
+        char *to, *from;
+        char *previous_before;   /* what "previous" was before this activation (for a restore) */
+        char *reason;            /* why, in words (journal REASON=) */
+        char *rule;              /* the policy rule that decided it, if any */
+        char *import_dir;
+        bool then_activate;
+        bool failed_once;        /* an activation that already fell back */
+        sd_bus_message *reply;   /* a control API call waiting for the outcome */
+} ModelOp;
 
 typedef struct Model {
         Manager *manager;
         char *name;
         ModelConfig *config;     /* owned; the last good one */
-        bool held;
-        char *active_version;
-        char *previous_version;
+        char *dir;               /* $STATE/models/<name> */
+        ModelStateFile *state;
+        bool started;            /* start-up reconciliation done */
+        ModelOp *op;
+        Job *job;
+        ServeOp *serve_op;
         char *last_error;
-        uint64_t jobs_done, jobs_failed;
+        uint64_t job_id;         /* of the last job, for JOB= */
 } Model;
 
 int model_new(Manager *m, ModelConfig *config, Model **ret);
@@ -40,3 +83,21 @@ void model_set_config(Model *model, ModelConfig *config);
 
 ModelState model_get_state(const Model *model) _pure_;
 const char *model_state_to_string(ModelState s) _const_;
+const char *activation_kind_to_string(ActivationKind k) _const_;
+ActivationKind activation_kind_from_string(const char *s) _pure_;
+
+/* Load state.json and reconcile the store with it (an agent job). */
+int model_start(Model *model);
+
+/* Operations. reply (may be NULL) is answered when the operation ends. -EBUSY while another
+ * operation runs. */
+int model_import(Model *model, const char *dir, const char *id, bool activate, sd_bus_message *reply);
+int model_activate(Model *model, const char *to, const char *from, ActivationKind kind, const char *reason,
+                   const char *rule, sd_bus_message *reply);
+/* to == NULL: the last good version, else previous. */
+int model_rollback(Model *model, const char *to, const char *reason, const char *rule, sd_bus_message *reply);
+int model_gc(Model *model);
+int model_set_hold(Model *model, bool hold, const char *who);
+int model_unquarantine(Model *model, const char *id, const char *who);
+/* Abandon the running operation (shutdown, model removed); state.json keeps what a restart needs. */
+void model_abort(Model *model, const char *why);
