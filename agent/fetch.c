@@ -19,11 +19,6 @@
 #define URL_MAX                  4096U
 #define REASON_TEXT_MAX          200U
 
-static inline void *mfree(void *p) {
-        free(p);
-        return NULL;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Options
  */
