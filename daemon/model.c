@@ -12,6 +12,7 @@
 #include "serve.h"
 #include "store-layout.h"
 #include "strv.h"
+#include "watch.h"
 
 static const char *const model_state_table[_MODEL_STATE_MAX] = {
         [MODEL_STATE_IDLE] = "idle",           [MODEL_STATE_OK] = "ok",
@@ -70,6 +71,7 @@ static ModelOp *model_op_free(ModelOp *op) {
         free(op->to);
         free(op->from);
         free(op->previous_before);
+        free(op->failure);
         free(op->reason);
         free(op->rule);
         free(op->import_dir);
@@ -81,6 +83,7 @@ static ModelOp *model_op_free(ModelOp *op) {
 Model *model_free(Model *model) {
         if (!model)
                 return NULL;
+        model_watch_stop(model);
         model_abort(model, "model removed");
         model_config_free(model->config);
         model_state_file_free(model->state);
@@ -94,6 +97,11 @@ Model *model_free(Model *model) {
 void model_set_config(Model *model, ModelConfig *config) {
         model_config_free(model->config);
         model->config = config;
+        /* Rules, scrape targets and the rollout may all have changed: start watching afresh. */
+        if (model->started) {
+                model_watch_stop(model);
+                (void) model_watch_start(model);
+        }
 }
 
 ModelState model_get_state(const Model *model) {
@@ -122,6 +130,73 @@ static void model_set_error(Model *model, const char *reason) {
         model->last_error = reason ? strdup(reason) : NULL;
 }
 
+static ModelRequest *model_request_free(ModelRequest *q) {
+        if (!q)
+                return NULL;
+        free(q->dir);
+        free(q->id);
+        free(q->reason);
+        sd_bus_message_unref(q->reply);
+        free(q);
+        return NULL;
+}
+
+static int run_request(Model *model, ModelRequest *q) {
+        if (q->type == OP_IMPORT)
+                return model_import(model, q->dir, q->id, q->activate, q->reply);
+        return model_rollback(model, q->id, q->reason, NULL, q->reply);
+}
+
+static int on_dispatch_requests(sd_event_source *s, void *userdata) {
+        Model *model = userdata;
+
+        while (!model->op && model->requests) {
+                ModelRequest *q = model->requests;
+                int r;
+
+                model->requests = q->next;
+                model->n_requests--;
+                r = run_request(model, q);
+                if (r < 0 && q->reply)
+                        (void) sd_bus_reply_method_errorf(q->reply, "dev.modelkeeper.OperationFailed",
+                                                          "Cannot start the queued operation: %s", strerror(-r));
+                model_request_free(q);
+        }
+        return 0;
+}
+
+static void schedule_requests(Model *model) {
+        if (!model->requests || model->op)
+                return;
+        if (!model->dispatch_source &&
+            sd_event_add_defer(model->manager->event, &model->dispatch_source, on_dispatch_requests, model) < 0)
+                return;
+        (void) sd_event_source_set_enabled(model->dispatch_source, SD_EVENT_ONESHOT);
+}
+
+/* Queue an operator request behind the running operation (answered when it has run). */
+static int model_enqueue(Model *model, OpType type, const char *dir, const char *id, bool activate, const char *reason,
+                         sd_bus_message *reply) {
+        ModelRequest *q, **p;
+
+        if (model->n_requests >= MODEL_REQUESTS_MAX)
+                return -EBUSY;
+        q = calloc(1, sizeof(ModelRequest));
+        if (!q)
+                return -ENOMEM;
+        q->type = type;
+        q->activate = activate;
+        q->dir = dir ? strdup(dir) : NULL;
+        q->id = id ? strdup(id) : NULL;
+        q->reason = reason ? strdup(reason) : NULL;
+        q->reply = sd_bus_message_ref(reply);
+        for (p = &model->requests; *p; p = &(*p)->next)
+                ;
+        *p = q;
+        model->n_requests++;
+        return 0;
+}
+
 /* End the current operation and answer whoever waits for it. */
 static void model_op_finish(Model *model, int error, const char *reason) {
         ModelOp *op = model->op;
@@ -139,6 +214,7 @@ static void model_op_finish(Model *model, int error, const char *reason) {
         }
         model_op_free(op);
         manager_update_status(model->manager);
+        schedule_requests(model);
 }
 
 void model_abort(Model *model, const char *why) {
@@ -153,6 +229,15 @@ void model_abort(Model *model, const char *why) {
                 job_cancel(j, why);
         }
         model_op_finish(model, -ECANCELED, why);
+        while (model->requests) {
+                ModelRequest *q = model->requests;
+                model->requests = q->next;
+                if (q->reply)
+                        (void) sd_bus_reply_method_errorf(q->reply, "dev.modelkeeper.OperationFailed", "%s", why);
+                model_request_free(q);
+        }
+        model->n_requests = 0;
+        model->dispatch_source = sd_event_source_disable_unref(model->dispatch_source);
 }
 
 static int model_op_new(Model *model, OpType type, sd_bus_message *reply) {
@@ -267,26 +352,57 @@ static int record_in_progress(Model *model) {
         return model_save(model);
 }
 
+int model_promote(Model *model, const char *version, const char *reason) {
+        (void) model_state_file_set(&model->state->last_good, version);
+        json_decref(model->state->probation);
+        model->state->probation = NULL;
+        log_event(LOG_INFO, 0,
+                  &(LogFields){.message_id = MK_MESSAGE_PROMOTED, .model = model->name, .version = version,
+                               .action = "promote", .reason = reason},
+                  "Model %s: version %s promoted (%s).", model->name, version, strna(reason));
+        return model_save(model);
+}
+
+int model_quarantine(Model *model, const char *version, const char *reason) {
+        int r = model_state_file_quarantine(model->state, version);
+        if (r < 0)
+                return r;
+        log_event(LOG_WARNING, 0,
+                  &(LogFields){.message_id = MK_MESSAGE_QUARANTINED, .model = model->name, .version = version,
+                               .action = "quarantine", .reason = reason},
+                  "Model %s: version %s quarantined: %s", model->name, version, strna(reason));
+        return model_save(model);
+}
+
 static void activation_done(Model *model) {
         ModelOp *op = model->op;
-        char job[32];
-        bool promote = op->kind == ACTIVATION_UPDATE || op->kind == ACTIVATION_IMPORT || op->kind == ACTIVATION_RECOMPRESS;
+        bool new_version = op->kind == ACTIVATION_UPDATE || op->kind == ACTIVATION_IMPORT ||
+                           op->kind == ACTIVATION_RECOMPRESS;
+        int r;
 
         json_decref(model->state->in_progress);
         model->state->in_progress = NULL;
-        snprintf(job, sizeof(job), "%" PRIu64, model->job_id);
 
-        /* A new version without a rollout analysis is good as soon as it serves; with one, the
-         * policy engine decides later (probation). Rollbacks go to versions that were good. */
-        if (promote && !model->config->rollout) {
-                (void) model_state_file_set(&model->state->last_good, op->to);
-                log_event(LOG_INFO, 0,
-                          &(LogFields){.message_id = MK_MESSAGE_PROMOTED, .model = model->name, .version = op->to,
-                                       .from_version = op->from, .action = "promote", .job = job,
-                                       .reason = "no rollout analysis configured: promoted once ready"},
-                          "Model %s: version %s promoted.", model->name, op->to);
-        }
+        /* A new version is judged by the rollout analysis when the model has one (probation); without
+         * one it is good as soon as it serves. Rollbacks go to versions that were good before. */
+        if (new_version && !op->failure) {
+                r = model_watch_activated(model, op->to, op->from, op->kind);
+                if (r < 0)
+                        log_warning_errno(r, "Model %s: cannot start the rollout analysis of version %s (%m); "
+                                             "promoting it.", model->name, op->to);
+                if (r <= 0)
+                        (void) model_promote(model, op->to, model->config->rollout
+                                                                     ? "rollout analysis unavailable"
+                                                                     : "no rollout analysis configured: promoted once ready");
+        } else if (!new_version)
+                (void) model_watch_activated(model, op->to, op->from, op->kind);
         (void) model_save(model);
+        if (op->failure) {
+                /* What was asked for failed, even though what served before is back. */
+                _cleanup_free_ char *failure = TAKE_PTR(op->failure);
+                model_op_finish(model, -EIO, failure);
+                return;
+        }
         model_op_finish(model, 0, NULL);
 
         /* Old versions go once the new one is in place. */
@@ -362,6 +478,9 @@ static void on_activate_job(Job *j, int error, const char *reason, json_t *data,
                 activation_failed(model, error, reason);
                 return;
         }
+        /* The journal names the version we switched away from, whatever "previous" becomes. */
+        _cleanup_free_ char *was = model->state->active ? strdup(model->state->active) : NULL;
+
         /* The links now say: current = to, previous = from. */
         (void) model_state_file_set(&model->state->active, op->to);
         if (op->from && !streq(op->from, op->to))
@@ -371,11 +490,12 @@ static void on_activate_job(Job *j, int error, const char *reason, json_t *data,
         rollback = op->kind == ACTIVATION_ROLLBACK || op->kind == ACTIVATION_RESTORE;
         log_event(rollback ? LOG_NOTICE : LOG_INFO, 0,
                   &(LogFields){.message_id = rollback ? MK_MESSAGE_ROLLBACK : MK_MESSAGE_ACTIVATED, .model = model->name,
-                               .version = op->to, .from_version = op->from,
+                               .version = op->to, .from_version = streq_ptr(was, op->to) ? NULL : was,
                                .action = rollback ? "rollback" : "activate", .rule = op->rule, .job = job,
                                .reason = op->reason},
                   "Model %s: %s version %s%s%s (%s).", model->name, rollback ? "rolled back to" : "activated", op->to,
-                  op->from ? ", previously " : "", strempty(op->from), strna(op->reason));
+                  was && !streq(was, op->to) ? ", previously " : "", was && !streq(was, op->to) ? was : "",
+                  strna(op->reason));
 
         if (serve_reload(model, op->to, on_reloaded, NULL, NULL) < 0)
                 activation_failed(model, -ENOMEM, "cannot start the model server reload");
@@ -424,9 +544,13 @@ static void activation_failed(Model *model, int error, const char *reason) {
 
                 op->failed_once = true;
                 restore_reason = xasprintf("version %s failed: %s", strna(failed), strna(why));
+                free(op->failure);
+                op->failure = xasprintf("version %s failed (%s); version %s restored", strna(failed), strna(why),
+                                        strna(op->from));
                 free(op->to);
                 op->to = op->from;
-                op->from = TAKE_PTR(op->previous_before);
+                /* previous goes back to what it was; with none before, it names the failed version. */
+                op->from = op->previous_before ? TAKE_PTR(op->previous_before) : strdup(strna(failed));
                 op->kind = ACTIVATION_RESTORE;
                 free(op->reason);
                 op->reason = TAKE_PTR(restore_reason);
@@ -473,6 +597,10 @@ int model_activate(Model *model, const char *to, const char *from, ActivationKin
 
 int model_rollback(Model *model, const char *to, const char *reason, const char *rule, sd_bus_message *reply) {
         ModelStateFile *s = model->state;
+
+        /* An operator's request waits for the running operation; its target is chosen then. */
+        if (model->op && reply && !rule)
+                return model_enqueue(model, OP_ACTIVATE, NULL, to, false, reason, reply);
 
         if (!to) {
                 /* Automatic choice: the last good version, else the previous one. */
@@ -539,6 +667,8 @@ int model_import(Model *model, const char *dir, const char *id, bool activate, s
 
         if (!path_is_absolute(dir) || (id && !version_id_is_valid(id)))
                 return -EINVAL;
+        if (model->op && reply)
+                return model_enqueue(model, OP_IMPORT, dir, id, activate, NULL, reply);
         r = model_op_new(model, OP_IMPORT, reply);
         if (r < 0)
                 return r;
@@ -596,6 +726,9 @@ static void on_reconcile_job(Job *j, int error, const char *reason, json_t *data
         model->job = NULL;
         model->started = true;
         snprintf(job, sizeof(job), "%" PRIu64, j->id);
+        r = model_watch_start(model);
+        if (r < 0)
+                log_error_errno(r, "Model %s: cannot start watching its metrics: %m", model->name);
         if (error < 0) {
                 log_job_failed(model, "reconcile", NULL, reason);
                 model_op_finish(model, error, reason);

@@ -57,8 +57,21 @@ typedef struct ModelOp {
         char *import_dir;
         bool then_activate;
         bool failed_once;        /* an activation that already fell back */
+        char *failure;           /* why it fell back: the operation's outcome even if the restore works */
         sd_bus_message *reply;   /* a control API call waiting for the outcome */
 } ModelOp;
+
+/* An operator request that arrived while another operation ran: it runs next. */
+typedef struct ModelRequest ModelRequest;
+struct ModelRequest {
+        ModelRequest *next;
+        OpType type;             /* OP_IMPORT or OP_ACTIVATE (a rollback) */
+        char *dir, *id, *reason;
+        bool activate;
+        sd_bus_message *reply;
+};
+
+#define MODEL_REQUESTS_MAX 16
 
 typedef struct Model {
         Manager *manager;
@@ -72,6 +85,10 @@ typedef struct Model {
         ServeOp *serve_op;
         char *last_error;
         uint64_t job_id;         /* of the last job, for JOB= */
+        void *watch;             /* owned by watch.c: scraping, rules, probation */
+        ModelRequest *requests;  /* queued operator requests, oldest first */
+        unsigned n_requests;
+        sd_event_source *dispatch_source;
 } Model;
 
 int model_new(Manager *m, ModelConfig *config, Model **ret);
@@ -98,6 +115,9 @@ int model_activate(Model *model, const char *to, const char *from, ActivationKin
 int model_rollback(Model *model, const char *to, const char *reason, const char *rule, sd_bus_message *reply);
 int model_gc(Model *model);
 int model_set_hold(Model *model, bool hold, const char *who);
+/* The watch's verdicts on a version on probation. */
+int model_promote(Model *model, const char *version, const char *reason);
+int model_quarantine(Model *model, const char *version, const char *reason);
 int model_unquarantine(Model *model, const char *id, const char *who);
 /* Abandon the running operation (shutdown, model removed); state.json keeps what a restart needs. */
 void model_abort(Model *model, const char *why);

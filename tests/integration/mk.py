@@ -7,12 +7,13 @@ the tests see the same sd_notify protocol systemd would.
 
 import json
 import os
-import select
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 BUILD = os.environ.get("TOP_BUILDDIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
@@ -39,6 +40,12 @@ class Daemon:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         self.messages = []
+        # Drain the socket all the time, as systemd does: sd_notify() blocks on a full queue.
+        self.notify_queue = queue.Queue()
+        self.notify.settimeout(0.2)
+        self.notify_thread = threading.Thread(target=self._drain_notify, daemon=True)
+        self.closing = False
+        self.notify_thread.start()
         self.log_path = os.path.join(self.dir, "daemon.log")
         self.watchdog_usec = watchdog_usec
         self.extra_env = extra_env or {}
@@ -76,12 +83,21 @@ class Daemon:
             self.wait_notify("READY=1")
         return self
 
+    def _drain_notify(self):
+        while not self.closing:
+            try:
+                data = self.notify.recv(65536).decode()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.notify_queue.put(dict(line.split("=", 1) for line in data.strip().split("\n") if "=" in line))
+
     def read_notify(self, timeout):
-        r, _, _ = select.select([self.notify], [], [], timeout)
-        if not r:
+        try:
+            msg = self.notify_queue.get(timeout=max(timeout, 0))
+        except queue.Empty:
             return None
-        data = self.notify.recv(65536).decode()
-        msg = dict(line.split("=", 1) for line in data.strip().split("\n") if "=" in line)
         self.messages.append(msg)
         return msg
 
@@ -148,7 +164,58 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         finally:
+            self.closing = True
+            self.notify_thread.join()
             self.notify.close()
             if getattr(self, "log", None):
                 self.log.close()
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TOOLS = os.path.join(SRC, "tests", "tools")
+
+
+class ModelServer:
+    """The stand-in model server (tests/tools/model-server.py) on 127.0.0.1."""
+
+    def __init__(self, serve_link, not_ready=(), load_at_start=False):
+        env = dict(os.environ, SERVE_LINK=serve_link, NOT_READY=",".join(not_ready), PORT="0")
+        if load_at_start:
+            env["LOAD_AT_START"] = "1"
+        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(TOOLS, "model-server.py")], env=env,
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def state(self):
+        import urllib.request
+        with urllib.request.urlopen(self.url + "/state", timeout=5) as r:
+            return json.loads(r.read())
+
+    def set(self, **metrics):
+        import urllib.parse
+        import urllib.request
+        q = urllib.parse.urlencode(metrics)
+        urllib.request.urlopen(urllib.request.Request(self.url + "/set?" + q, method="POST"), timeout=5).read()
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def make_source(directory, content=b"weights", files=("model.safetensors", "config.json")):
+    os.makedirs(directory, exist_ok=True)
+    for name in files:
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(content + name.encode())
+    return directory
+
+
+def wait_for(predicate, timeout=10, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")

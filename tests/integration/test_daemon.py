@@ -124,6 +124,8 @@ class DaemonTest(unittest.TestCase):
     def test_control_json_and_busctl_introspect(self):
         self.d = d = mk.Daemon(CONFIG, {"a": MODEL_A})
         d.start()
+        # Right after start each model reconciles its store (an agent job), then it is idle.
+        mk.wait_for(lambda: d.status()[0]["state"] == "idle", what="reconcile to finish")
         self.assertEqual(d.status(), [{"model": "a", "state": "idle", "active": None, "previous": None, "job": None}])
         p = subprocess.run(["busctl", f"--address=unix:path={d.socket}", "introspect", "dev.modelkeeper.Manager1",
                             "/dev/modelkeeper/Manager1"], capture_output=True, text=True)
