@@ -48,6 +48,10 @@ void fetch_options_from_source(FetchOptions *o, const SourceConfig *s) {
         o->low_speed_limit = s->low_speed_limit;
         o->low_speed_time = s->low_speed_time;
         o->retries = s->retries;
+        if (s->retry_backoff > 0)
+                o->backoff_base = s->retry_backoff;
+        if (s->retry_backoff_max > 0)
+                o->backoff_max = s->retry_backoff_max;
         if (s->max_file_size > 0)
                 o->max_file_size = s->max_file_size;
 }

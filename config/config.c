@@ -634,6 +634,8 @@ static const Item source_items[] = {
         {"low_speed_limit", p_size, offsetof(SourceConfig, low_speed_limit), &range_speed},
         {"low_speed_time", p_duration, offsetof(SourceConfig, low_speed_time), &range_timeout},
         {"retries", p_unsigned, offsetof(SourceConfig, retries), &range_retries},
+        {"retry_backoff", p_duration, offsetof(SourceConfig, retry_backoff), &range_timeout},
+        {"retry_backoff_max", p_duration, offsetof(SourceConfig, retry_backoff_max), &range_timeout},
         {"max_release_size", p_size, offsetof(SourceConfig, max_release_size), &range_release_size},
         {"max_file_size", p_size, offsetof(SourceConfig, max_file_size), &range_big_size},
         {"max_total_size", p_size, offsetof(SourceConfig, max_total_size), &range_big_size},
@@ -1101,6 +1103,8 @@ static int p_source(Ctx *ctx, const YNode *n, void *dst, const void *arg) {
                 .low_speed_limit = 1024,
                 .low_speed_time = 60 * USEC_PER_SEC,
                 .retries = 5,
+                .retry_backoff = 1 * USEC_PER_SEC,
+                .retry_backoff_max = 60 * USEC_PER_SEC,
                 .max_release_size = 1 * MIB,
                 .max_file_size = 64 * GIB,
                 .max_total_size = 256 * GIB,
@@ -1113,6 +1117,8 @@ static int p_source(Ctx *ctx, const YNode *n, void *dst, const void *arg) {
                 s->jitter = s->check_every / 10;
         if (s->jitter > s->check_every)
                 return ctx_err(ctx, ynode_get(n, "jitter"), "jitter is longer than check_every");
+        if (s->retry_backoff > s->retry_backoff_max)
+                return ctx_err(ctx, ynode_get(n, "retry_backoff"), "retry_backoff is longer than retry_backoff_max");
         if (!!s->tls.client_cert != !!s->tls.client_key)
                 return ctx_err(ctx, ynode_get(n, "tls"), "tls: client_cert and client_key go together");
         return 0;

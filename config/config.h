@@ -47,6 +47,8 @@ typedef struct SourceConfig {
         uint64_t low_speed_limit; /* bytes/s */
         uint64_t low_speed_time;  /* usec */
         unsigned retries;
+        uint64_t retry_backoff;     /* usec, first retry waits up to this (full jitter), doubling */
+        uint64_t retry_backoff_max; /* usec */
         uint64_t max_release_size;
         uint64_t max_file_size;
         uint64_t max_total_size;

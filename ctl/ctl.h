@@ -31,3 +31,4 @@ int verb_release(int argc, char *argv[]);
 int verb_import(int argc, char *argv[]);
 int verb_keygen(int argc, char *argv[]);
 int verb_release_dispatch(int argc, char *argv[]);
+int verb_update(int argc, char *argv[]);

@@ -17,6 +17,7 @@ static int verb_reload(int argc, char *argv[]);
 static const CtlVerb verbs[] = {
         {"status", 0, 1, verb_status, "status [MODEL]", "Show the models and what is happening to them"},
         {"versions", 1, 1, verb_versions, "versions MODEL", "List the versions in a model's store"},
+        {"update", 1, 1, verb_update, "update MODEL", "Check the model's channel now; install and activate a new release"},
         {"rollback", 1, 2, verb_rollback, "rollback MODEL [VERSION]",
          "Serve the last good (or previous, or given) version again"},
         {"hold", 1, 1, verb_hold, "hold MODEL", "Stop automatic actions for a model"},

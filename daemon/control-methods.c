@@ -22,7 +22,8 @@ static Model *find_model_or_error(Manager *m, const char *name, sd_bus_error *er
 
 static const char *op_name(const Model *model) {
         static const char *const names[_OP_TYPE_MAX] = {
-                [OP_RECONCILE] = "reconcile", [OP_IMPORT] = "import", [OP_ACTIVATE] = "activate", [OP_GC] = "gc"};
+                [OP_RECONCILE] = "reconcile", [OP_IMPORT] = "import", [OP_ACTIVATE] = "activate", [OP_GC] = "gc",
+                [OP_UPDATE] = "update"};
         if (!model->op)
                 return "";
         if (model->op->type == OP_ACTIVATE)
@@ -43,10 +44,16 @@ static int method_list_models(sd_bus_message *msg, void *userdata, sd_bus_error 
                 return r;
         for (size_t i = 0; i < m->n_models; i++) {
                 Model *model = m->models[i];
+                char op[96];
 
+                /* "update download 45%" while a job reports progress with a total. */
+                if (model->job && model->job->total_bytes > 0 && model->job->phase[0])
+                        snprintf(op, sizeof(op), "%s %s %u%%", op_name(model), model->job->phase,
+                                 (unsigned) MIN(model->job->done_bytes * 100 / model->job->total_bytes, (uint64_t) 100));
+                else
+                        snprintf(op, sizeof(op), "%s", op_name(model));
                 r = sd_bus_message_append(reply, "(sssss)", model->name, model_state_to_string(model_get_state(model)),
-                                          strempty(model->state->active), strempty(model->state->previous),
-                                          op_name(model));
+                                          strempty(model->state->active), strempty(model->state->previous), op);
                 if (r < 0)
                         return r;
         }
@@ -354,6 +361,30 @@ static int method_import(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return 1;
 }
 
+static int method_update(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Control *c = userdata;
+        Manager *m = control_manager(c);
+        const char *name;
+        Model *model;
+        int r;
+
+        r = control_check_admin(c, msg, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        model = find_model_or_error(m, name, error);
+        if (!model)
+                return -ENOENT;
+        r = model_check_update(model, msg, "operator request");
+        if (r == -ENOMEDIUM)
+                return sd_bus_error_setf(error, "dev.modelkeeper.NoSource", "Model %s has no source: section.", name);
+        if (r < 0)
+                return op_error(error, r, model);
+        return 1;
+}
+
 const sd_bus_vtable control_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("ListModels", SD_BUS_NO_ARGS,
@@ -368,6 +399,8 @@ const sd_bus_vtable control_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Rollback", SD_BUS_ARGS("s", name, "s", version), SD_BUS_RESULT("s", active),
                                 method_rollback, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Update", SD_BUS_ARGS("s", name), SD_BUS_RESULT("s", outcome), method_update,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Hold", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, method_hold_on,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Release", SD_BUS_ARGS("s", name, "s", version), SD_BUS_NO_RESULT, method_release,

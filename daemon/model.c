@@ -72,6 +72,7 @@ static ModelOp *model_op_free(ModelOp *op) {
         free(op->from);
         free(op->previous_before);
         free(op->failure);
+        free(op->result);
         free(op->reason);
         free(op->rule);
         free(op->import_dir);
@@ -84,6 +85,7 @@ Model *model_free(Model *model) {
         if (!model)
                 return NULL;
         model_watch_stop(model);
+        model_update_stop(model);
         model_abort(model, "model removed");
         model_config_free(model->config);
         model_state_file_free(model->state);
@@ -101,6 +103,7 @@ void model_set_config(Model *model, ModelConfig *config) {
         if (model->started) {
                 model_watch_stop(model);
                 (void) model_watch_start(model);
+                (void) model_update_start(model);
         }
 }
 
@@ -144,6 +147,8 @@ static ModelRequest *model_request_free(ModelRequest *q) {
 static int run_request(Model *model, ModelRequest *q) {
         if (q->type == OP_IMPORT)
                 return model_import(model, q->dir, q->id, q->activate, q->reply);
+        if (q->type == OP_UPDATE)
+                return model_check_update(model, q->reply, q->reason);
         return model_rollback(model, q->id, q->reason, NULL, q->reply);
 }
 
@@ -175,7 +180,7 @@ static void schedule_requests(Model *model) {
 }
 
 /* Queue an operator request behind the running operation (answered when it has run). */
-static int model_enqueue(Model *model, OpType type, const char *dir, const char *id, bool activate, const char *reason,
+int model_enqueue(Model *model, OpType type, const char *dir, const char *id, bool activate, const char *reason,
                          sd_bus_message *reply) {
         ModelRequest *q, **p;
 
@@ -198,7 +203,7 @@ static int model_enqueue(Model *model, OpType type, const char *dir, const char 
 }
 
 /* End the current operation and answer whoever waits for it. */
-static void model_op_finish(Model *model, int error, const char *reason) {
+void model_op_finish(Model *model, int error, const char *reason) {
         ModelOp *op = model->op;
 
         if (!op)
@@ -210,11 +215,19 @@ static void model_op_finish(Model *model, int error, const char *reason) {
                         (void) sd_bus_reply_method_errorf(op->reply, "dev.modelkeeper.OperationFailed", "%s",
                                                           reason ?: strerror(-error));
                 else
-                        (void) sd_bus_reply_method_return(op->reply, "s", strempty(op->to));
+                        (void) sd_bus_reply_method_return(op->reply, "s", op->result ?: strempty(op->to));
         }
         model_op_free(op);
         manager_update_status(model->manager);
         schedule_requests(model);
+}
+
+void model_op_finish_with(Model *model, int error, const char *text) {
+        if (model->op && text && error >= 0) {
+                free(model->op->result);
+                model->op->result = strdup(text);
+        }
+        model_op_finish(model, error, text);
 }
 
 void model_abort(Model *model, const char *why) {
@@ -240,7 +253,7 @@ void model_abort(Model *model, const char *why) {
         model->dispatch_source = sd_event_source_disable_unref(model->dispatch_source);
 }
 
-static int model_op_new(Model *model, OpType type, sd_bus_message *reply) {
+int model_op_new(Model *model, OpType type, sd_bus_message *reply) {
         ModelOp *op;
 
         if (model->op)
@@ -254,7 +267,7 @@ static int model_op_new(Model *model, OpType type, sd_bus_message *reply) {
         return 0;
 }
 
-static int submit(Model *model, const char *verb, char **args, JobDoneFn done) {
+int model_submit(Model *model, const char *verb, char **args, JobDoneFn done) {
         Job *j = NULL;
         int r;
 
@@ -328,7 +341,7 @@ int model_gc(Model *model) {
                 return r;
         r = gc_args(model, &args);
         if (r >= 0)
-                r = submit(model, "gc", args, on_gc_done);
+                r = model_submit(model, "gc", args, on_gc_done);
         if (r < 0)
                 model_op_finish(model, r, "cannot start gc");
         return r;
@@ -513,7 +526,7 @@ static int start_activation_job(Model *model) {
         if (strv_extend(&args, op->to) < 0 || (op->from && (strv_extend(&args, "--from") < 0 ||
                                                             strv_extend(&args, op->from) < 0)))
                 return -ENOMEM;
-        return submit(model, instant ? "rollback" : "activate", args, on_activate_job);
+        return model_submit(model, instant ? "rollback" : "activate", args, on_activate_job);
 }
 
 /* A step of an activation failed: put back what served before (once), quarantine a new version
@@ -678,7 +691,7 @@ int model_import(Model *model, const char *dir, const char *id, bool activate, s
         if (strv_extend(&args, dir) < 0 || (id && (strv_extend(&args, "--id") < 0 || strv_extend(&args, id) < 0)))
                 r = -ENOMEM;
         else
-                r = submit(model, "import", args, on_import_job);
+                r = model_submit(model, "import", args, on_import_job);
         if (r < 0) {
                 model->op->reply = sd_bus_message_unref(model->op->reply);
                 model_op_finish(model, r, "cannot start the import");
@@ -729,6 +742,7 @@ static void on_reconcile_job(Job *j, int error, const char *reason, json_t *data
         r = model_watch_start(model);
         if (r < 0)
                 log_error_errno(r, "Model %s: cannot start watching its metrics: %m", model->name);
+        (void) model_update_start(model);
         if (error < 0) {
                 log_job_failed(model, "reconcile", NULL, reason);
                 model_op_finish(model, error, reason);
@@ -821,7 +835,7 @@ int model_start(Model *model) {
         r = model_op_new(model, OP_RECONCILE, NULL);
         if (r < 0)
                 return r;
-        r = submit(model, "reconcile", NULL, on_reconcile_job);
+        r = model_submit(model, "reconcile", NULL, on_reconcile_job);
         if (r < 0)
                 model_op_finish(model, r, "cannot start reconciliation");
         return r;

@@ -10,7 +10,10 @@
 
 #include <systemd/sd-bus.h>
 
+#include <jansson.h>
+
 #include "config.h"
+#include "jobs.h"
 #include "macros.h"
 #include "state.h"
 
@@ -44,6 +47,7 @@ typedef enum OpType {
         OP_IMPORT,
         OP_ACTIVATE,
         OP_GC,
+        OP_UPDATE,
         _OP_TYPE_MAX,
 } OpType;
 
@@ -58,6 +62,7 @@ typedef struct ModelOp {
         bool then_activate;
         bool failed_once;        /* an activation that already fell back */
         char *failure;           /* why it fell back: the operation's outcome even if the restore works */
+        char *result;            /* what a successful operation answers (default: the version) */
         sd_bus_message *reply;   /* a control API call waiting for the outcome */
 } ModelOp;
 
@@ -86,6 +91,7 @@ typedef struct Model {
         char *last_error;
         uint64_t job_id;         /* of the last job, for JOB= */
         void *watch;             /* owned by watch.c: scraping, rules, probation */
+        sd_event_source *check_timer; /* update checks (update.c) */
         ModelRequest *requests;  /* queued operator requests, oldest first */
         unsigned n_requests;
         sd_event_source *dispatch_source;
@@ -119,5 +125,19 @@ int model_set_hold(Model *model, bool hold, const char *who);
 int model_promote(Model *model, const char *version, const char *reason);
 int model_quarantine(Model *model, const char *version, const char *reason);
 int model_unquarantine(Model *model, const char *id, const char *who);
+/* Updates (update.c): the check timer, and a check now. reply may be NULL. */
+int model_update_start(Model *model);
+void model_update_stop(Model *model);
+int model_check_update(Model *model, sd_bus_message *reply, const char *why);
+
+/* For the operation modules (model.c, update.c): one operation at a time per model. */
+int model_op_new(Model *model, OpType type, sd_bus_message *reply);
+void model_op_finish(Model *model, int error, const char *reason);
+/* Finish successfully, answering the caller with text instead of the version. */
+void model_op_finish_with(Model *model, int error, const char *text);
+int model_enqueue(Model *model, OpType type, const char *dir, const char *id, bool activate, const char *reason,
+                  sd_bus_message *reply);
+int model_submit(Model *model, const char *verb, char **args, JobDoneFn done);
+
 /* Abandon the running operation (shutdown, model removed); state.json keeps what a restart needs. */
 void model_abort(Model *model, const char *why);
