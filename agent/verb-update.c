@@ -130,6 +130,8 @@ static int read_machine_id(char ret[static 33]) {
 typedef struct RootFetch {
         const char *base;
         const FetchOptions *opts;
+        int error;          /* a transport failure (not a missing next root) */
+        char *reason;
 } RootFetch;
 
 static int fetch_root(uint64_t version, void *userdata, char **ret, size_t *ret_size) {
@@ -144,8 +146,11 @@ static int fetch_root(uint64_t version, void *userdata, char **ret, size_t *ret_
         if (r < 0)
                 return r;
         r = fetch_document(url, rf->opts, ROOT_DOCUMENT_MAX, ret, ret_size, NULL, &reason);
-        if (r < 0 && r != -ENOENT)
-                log_warning("Fetching %s failed: %s", url, strna(reason));
+        if (r < 0 && r != -ENOENT) {
+                rf->error = r;
+                free(rf->reason);
+                rf->reason = xasprintf("fetching %s: %s", url, strna(reason));
+        }
         return r;
 }
 
@@ -185,6 +190,13 @@ static int load_root(Agent *a, Store *s, const char *base, const FetchOptions *o
                 return r;
 
         r = root_walk(current, fetch_root, &rf, 32, &newest, &reason);
+        if (r < 0 && rf.error < 0) {
+                /* Not a verdict on the roots: the repository could not be reached. */
+                *ret_reason = TAKE_PTR(rf.reason);
+                *ret_rotated = false;
+                return -EREMOTEIO;
+        }
+        free(rf.reason);
         if (r < 0) {
                 *ret_reason = xasprintf("trust root rotation refused: %s", strna(reason));
                 return r;
@@ -295,6 +307,8 @@ int verb_update(Agent *a) {
 
         /* 1. Trust. */
         r = load_root(a, s, src->url, &opts, &root, &rotated, &reason);
+        if (r == -EREMOTEIO)
+                return agent_result_error(a, r, "%s", strna(reason));
         if (r < 0)
                 return refuse(a, r, NULL, "%s", strna(reason));
         if (rotated)
@@ -347,6 +361,12 @@ int verb_update(Agent *a) {
                                                     release_verdict_to_string(verdict), "version", id, "content_id",
                                                     rel->content_id, "label", rel->label, "keyids", ids, "total_size",
                                                     (json_int_t) rel->total_size));
+
+        log_event(LOG_INFO, 0,
+                  &(LogFields){.message_id = MK_MESSAGE_UPDATE_AVAILABLE, .model = a->model_name, .version = id,
+                               .action = "update-available", .reason = doc_url},
+                  "Update available for %s: version %s%s%s (verified; %" PRIu64 " bytes).", a->model_name, id,
+                  *rel->label ? ", " : "", rel->label, rel->total_size);
 
         /* Already in the store (installed before a crash, not yet recorded by the daemon). */
         if (faccessat(s->versions_fd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
