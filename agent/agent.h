@@ -51,6 +51,10 @@ typedef struct AgentVerb {
         const char *help;
 } AgentVerb;
 
+typedef struct Store Store;
+/* Open the model's store with its group applied; reports the failure as the job's result. */
+int agent_open_store(Agent *a, Store **ret);
+
 /* Verbs. */
 int verb_test(Agent *a);
 int verb_import(Agent *a);

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -50,6 +51,7 @@ int store_open(const char *state_directory, const char *runtime_directory, const
         if (!s)
                 return -ENOMEM;
         s->dirfd = s->versions_fd = s->staging_fd = s->serve_fd = s->plain_fd = -EBADF;
+        s->gid = (gid_t) -1;
         s->model = strdup(model);
         models = path_join(state_directory, "models");
         s->runtime = strdup(runtime_directory);
@@ -58,6 +60,12 @@ int store_open(const char *state_directory, const char *runtime_directory, const
         s->path = path_join(models, model);
         if (!s->path)
                 return -ENOMEM;
+        /* $STATE/models is traversable (not listable) by everyone, so that a model server of
+         * another user can reach the files of its own model when storage.group allows it. */
+        r = mkdir_p(models, 0711);
+        if (r < 0)
+                return r;
+        (void) chmod(models, 0711);
         r = mkdir_p(s->path, 0700);
         if (r < 0)
                 return r;
@@ -95,6 +103,71 @@ int store_open(const char *state_directory, const char *runtime_directory, const
         }
         *ret = TAKE_PTR(s);
         return 0;
+}
+
+int store_set_group(Store *s, const char *group, char *reason, size_t reason_size) {
+        struct group *g;
+
+        if (!group)
+                return 0;
+        errno = 0;
+        g = getgrnam(group);
+        if (!g) {
+                snprintf(reason, reason_size, "storage.group '%s' does not exist", group);
+                return errno > 0 ? -errno : -ESRCH;
+        }
+        s->gid = g->gr_gid;
+        /* The model directory and versions/: the group may pass through, not list. */
+        if (fchown(s->dirfd, (uid_t) -1, s->gid) < 0 || fchmod(s->dirfd, 0710) < 0 ||
+            fchown(s->versions_fd, (uid_t) -1, s->gid) < 0 || fchmod(s->versions_fd, 0710) < 0 ||
+            fchown(s->plain_fd, (uid_t) -1, s->gid) < 0 || fchmod(s->plain_fd, 0750) < 0) {
+                int r = -errno;
+                snprintf(reason, reason_size,
+                         "cannot give group '%s' access (%s): the modelkeeper user must be a member of it "
+                         "(e.g. SupplementaryGroups=%s in a drop-in for modelkeeperd.service)",
+                         group, strerror(-r), group);
+                return r;
+        }
+        return 0;
+}
+
+static int share_fd(Store *s, int fd, bool dir) {
+        if (s->gid == (gid_t) -1)
+                return 0;
+        if (fchown(fd, (uid_t) -1, s->gid) < 0 || fchmod(fd, dir ? 0750 : 0640) < 0)
+                return -errno;
+        return 0;
+}
+
+int store_share_at(Store *s, int parent_fd, const char *name) {
+        _cleanup_close_ int fd = -EBADF;
+        struct dirent *de;
+        struct stat st;
+        DIR *d;
+        int r;
+
+        if (s->gid == (gid_t) -1)
+                return 0;
+        fd = openat(parent_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        r = share_fd(s, fd, S_ISDIR(st.st_mode));
+        if (r < 0 || !S_ISDIR(st.st_mode))
+                return r;
+        d = fdopendir(TAKE_FD(fd));
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, "..") || startswith(de->d_name, ".#"))
+                        continue;
+                r = store_share_at(s, dirfd(d), de->d_name);
+                if (r < 0)
+                        break;
+        }
+        closedir(d);
+        return r;
 }
 
 int store_free_space(Store *s, uint64_t *ret) {
@@ -191,6 +264,10 @@ int store_commit(Store *s, const char *staging_name, const VersionMeta *meta, co
                 return -ENOMEM;
         /* meta.json last: a version directory with a meta.json has everything. */
         r = write_file_atomic_at(dfd, "meta.json", text, strlen(text), 0640);
+        if (r < 0)
+                return r;
+        /* Readable for the model server's group before it becomes visible as a version. */
+        r = store_share_at(s, s->staging_fd, staging_name);
         if (r < 0)
                 return r;
         r = FAULT_POINT("commit-rename");

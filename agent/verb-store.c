@@ -112,11 +112,23 @@ static int parse_verb_args(Agent *a, VerbArgs *va) {
         return 0;
 }
 
-static int open_store(Agent *a, Store **ret) {
-        int r = store_open(a->config->daemon.state_directory, a->config->daemon.runtime_directory, a->model_name, ret);
+int agent_open_store(Agent *a, Store **ret) {
+        _cleanup_(store_freep) Store *s = NULL;
+        char reason[512] = "";
+        int r;
+
+        r = store_open(a->config->daemon.state_directory, a->config->daemon.runtime_directory, a->model_name, &s);
         if (r < 0)
                 return agent_result_error(a, r, "cannot open the store of %s: %m", a->model_name);
+        r = store_set_group(s, a->model->storage.group, reason, sizeof(reason));
+        if (r < 0)
+                return agent_result_error(a, r, "%s", reason);
+        *ret = TAKE_PTR(s);
         return 0;
+}
+
+static int open_store(Agent *a, Store **ret) {
+        return agent_open_store(a, ret);
 }
 
 static StoreLimits limits_of(const ModelConfig *m) {

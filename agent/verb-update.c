@@ -299,9 +299,9 @@ int verb_update(Agent *a) {
                 return r;
         if (!src)
                 return agent_result_error(a, -EINVAL, "model %s has no source: section", a->model_name);
-        r = store_open(a->config->daemon.state_directory, a->config->daemon.runtime_directory, a->model_name, &s);
+        r = agent_open_store(a, &s);
         if (r < 0)
-                return agent_result_error(a, r, "cannot open the store: %m");
+                return r;
 
         fetch_options_from_source(&opts, src);
 

@@ -120,7 +120,7 @@ ModelConfig *model_config_free(ModelConfig *m) {
                 tls_done(&m->source->tls);
                 free(m->source);
         }
-        free(m->storage.plain_group);
+        free(m->storage.group);
         free(m->serve.unit);
         free(m->serve.http_url);
         free(m->serve.http_method);
@@ -648,7 +648,7 @@ static const Item storage_items[] = {
         {"keep_versions", p_unsigned, offsetof(StorageConfig, keep_versions), &range_keep},
         {"min_free", p_size, offsetof(StorageConfig, min_free), &range_big_size},
         {"keep_previous_plain", p_bool, offsetof(StorageConfig, keep_previous_plain)},
-        {"plain_group", p_name, offsetof(StorageConfig, plain_group)},
+        {"group", p_name, offsetof(StorageConfig, group)},
         {"max_version_size", p_size, offsetof(StorageConfig, max_version_size), &range_big_size},
         {"max_files", p_unsigned, offsetof(StorageConfig, max_files), &range_files},
         {},
@@ -1312,9 +1312,6 @@ int model_config_load(const char *path, const char *text, size_t size, const Con
                         "storage.encrypt needs encryption.recipient in %s", main->path);
         if (m->source && main && !main->trust.keys)
                 ctx_err(&ctx, ynode_get(root, "source"), "a source needs trust.keys in %s", main->path);
-        if (m->storage.plain_group && !m->storage.encrypt)
-                ctx_err(&ctx, ynode_get(ynode_get(root, "storage"), "plain_group"),
-                        "plain_group applies to encrypted storage only");
 
         /* Rules may only name profiles that exist. */
         for (size_t i = 0; i < m->n_rules; i++)

@@ -60,7 +60,8 @@ typedef struct StorageConfig {
         unsigned keep_versions;
         uint64_t min_free;
         bool keep_previous_plain;
-        char *plain_group;    /* group owning the plaintext in /run/modelkeeper/plain */
+        char *group;          /* the model server's group: may read what serve/<model> shows (store
+                               * files, or the plaintext in /run/modelkeeper/plain) */
         uint64_t max_version_size;
         unsigned max_files;
 } StorageConfig;

@@ -217,15 +217,7 @@ static int op_error(sd_bus_error *error, int r, Model *model) {
         if (r == -EBUSY)
                 return sd_bus_error_setf(error, "dev.modelkeeper.Busy", "Model %s is busy (%s); try again when it is done.",
                                          model->name, op_name(model));
-        if (r == -EALREADY)
-                return sd_bus_error_setf(error, "dev.modelkeeper.AlreadyActive", "That version of %s is already active.",
-                                         model->name);
-        if (r == -ENOENT)
-                return sd_bus_error_setf(error, "dev.modelkeeper.NoSuchVersion", "No such version of %s to switch to.",
-                                         model->name);
-        if (r == -EINVAL)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument.");
-        return sd_bus_error_set_errno(error, r);
+        return model_error_to_bus(model, r, error);
 }
 
 static void caller_description(sd_bus_message *msg, char *buf, size_t size) {
@@ -378,8 +370,6 @@ static int method_update(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (!model)
                 return -ENOENT;
         r = model_check_update(model, msg, "operator request");
-        if (r == -ENOMEDIUM)
-                return sd_bus_error_setf(error, "dev.modelkeeper.NoSource", "Model %s has no source: section.", name);
         if (r < 0)
                 return op_error(error, r, model);
         return 1;

@@ -152,6 +152,25 @@ static int run_request(Model *model, ModelRequest *q) {
         return model_rollback(model, q->id, q->reason, NULL, q->reply);
 }
 
+/* Operation errors in words, for the control API (also for requests that waited in the queue). */
+int model_error_to_bus(const Model *model, int r, sd_bus_error *error) {
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, "dev.modelkeeper.Busy", "Model %s is busy; try again when it is done.",
+                                         model->name);
+        if (r == -EALREADY)
+                return sd_bus_error_setf(error, "dev.modelkeeper.AlreadyActive", "That version of %s is already active.",
+                                         model->name);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, "dev.modelkeeper.NoSuchVersion", "No such version of %s to switch to.",
+                                         model->name);
+        if (r == -ENOMEDIUM)
+                return sd_bus_error_setf(error, "dev.modelkeeper.NoSource", "Model %s has no source: section.",
+                                         model->name);
+        if (r == -EINVAL)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument.");
+        return sd_bus_error_set_errno(error, r);
+}
+
 static int on_dispatch_requests(sd_event_source *s, void *userdata) {
         Model *model = userdata;
 
@@ -162,9 +181,11 @@ static int on_dispatch_requests(sd_event_source *s, void *userdata) {
                 model->requests = q->next;
                 model->n_requests--;
                 r = run_request(model, q);
-                if (r < 0 && q->reply)
-                        (void) sd_bus_reply_method_errorf(q->reply, "dev.modelkeeper.OperationFailed",
-                                                          "Cannot start the queued operation: %s", strerror(-r));
+                if (r < 0 && q->reply) {
+                        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+                        (void) model_error_to_bus(model, r, &e);
+                        (void) sd_bus_reply_method_error(q->reply, &e);
+                }
                 model_request_free(q);
         }
         return 0;

@@ -139,5 +139,8 @@ int model_enqueue(Model *model, OpType type, const char *dir, const char *id, bo
                   sd_bus_message *reply);
 int model_submit(Model *model, const char *verb, char **args, JobDoneFn done);
 
+/* An operation's error as the control API reports it. */
+int model_error_to_bus(const Model *model, int r, sd_bus_error *error);
+
 /* Abandon the running operation (shutdown, model removed); state.json keeps what a restart needs. */
 void model_abort(Model *model, const char *why);
