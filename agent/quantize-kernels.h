@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+
+/*
+ * The inner loops of quantize.c. This file is included twice, with KFN() naming the copy and KATTR
+ * its target: once portable, once for AVX2 + F16C. The C is the same for both (so the results are);
+ * only the half-precision conversions use F16C instructions directly where KAVX2 is set, and those
+ * are IEEE round-to-nearest-even conversions identical to the scalar code in quantize.c.
+ *
+ * Loops are written for the vectoriser: no early exits, independent lanes, selects rather than
+ * branches. Do not include this file anywhere else.
+ */
+
+KATTR static void KFN(k_f16_to_f32)(const uint16_t *in, float *out, size_t n) {
+        size_t i = 0;
+#if KAVX2
+        for (; i + 8 <= n; i += 8)
+                _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (in + i))));
+#endif
+        for (; i < n; i++)
+                out[i] = quant_f16_to_f32(in[i]);
+}
+
+KATTR static void KFN(k_bf16_to_f32)(const uint16_t *in, float *out, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                uint32_t u = (uint32_t) in[i] << 16;
+                memcpy(out + i, &u, sizeof(u));
+        }
+}
+
+KATTR static void KFN(k_f32_to_f16)(const float *in, uint16_t *out, size_t n) {
+        size_t i = 0;
+#if KAVX2
+        for (; i + 8 <= n; i += 8)
+                _mm_storeu_si128((__m128i *) (out + i),
+                                 _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+        for (; i < n; i++)
+                out[i] = quant_f32_to_f16(in[i]);
+}
+
+KATTR static void KFN(k_f32_to_bf16)(const float *in, uint16_t *out, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                uint32_t x;
+                memcpy(&x, in + i, sizeof(x));
+                uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+                uint32_t quiet = (x >> 16) | 0x40u;
+                out[i] = (uint16_t) ((x & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
+        }
+}
+
+KATTR static void KFN(k_stats_f32)(QuantStats *s, const float *x, const float *xh, size_t n) {
+        double se[LANES] = {}, sr[LANES] = {}, me[LANES] = {};
+        uint32_t ov[LANES] = {}, nf[LANES] = {}, zd[LANES] = {}, zs[LANES] = {};
+        size_t i = 0;
+
+        for (; i + LANES <= n; i += LANES)
+                for (unsigned j = 0; j < LANES; j++) {
+                        uint32_t a, b;
+                        memcpy(&a, x + i + j, 4);
+                        memcpy(&b, xh + i + j, 4);
+                        a &= 0x7fffffffu;
+                        b &= 0x7fffffffu;
+                        uint32_t fa = a < 0x7f800000u, fb = b < 0x7f800000u, ok = fa & fb;
+                        /* The difference of two floats is exact in double. */
+                        double d = ok ? (double) x[i + j] - (double) xh[i + j] : 0.0;
+                        double r = ok ? (double) x[i + j] : 0.0;
+                        double ad = d < 0 ? -d : d;
+                        se[j] += d * d;
+                        sr[j] += r * r;
+                        me[j] = ad > me[j] ? ad : me[j];
+                        ov[j] += fa & (fb ^ 1u);
+                        nf[j] += fa ^ 1u;
+                        zd[j] += (a != 0) & (b == 0);
+                        zs[j] += b == 0;
+                }
+        for (unsigned j = 0; i < n; i++, j++) {
+                uint32_t a, b;
+                memcpy(&a, x + i, 4);
+                memcpy(&b, xh + i, 4);
+                a &= 0x7fffffffu;
+                b &= 0x7fffffffu;
+                uint32_t fa = a < 0x7f800000u, fb = b < 0x7f800000u, ok = fa & fb;
+                double d = ok ? (double) x[i] - (double) xh[i] : 0.0;
+                double r = ok ? (double) x[i] : 0.0;
+                double ad = d < 0 ? -d : d;
+                se[j] += d * d;
+                sr[j] += r * r;
+                me[j] = ad > me[j] ? ad : me[j];
+                ov[j] += fa & (fb ^ 1u);
+                nf[j] += fa ^ 1u;
+                zd[j] += (a != 0) & (b == 0);
+                zs[j] += b == 0;
+        }
+
+        for (unsigned j = 0; j < LANES; j++) {
+                s->sum_sq_err += se[j];
+                s->sum_sq_ref += sr[j];
+                if (me[j] > s->max_abs_err)
+                        s->max_abs_err = me[j];
+                s->overflow += ov[j];
+                s->nonfinite += nf[j];
+                s->zeroed += zd[j];
+                s->zeros += zs[j];
+        }
+        s->elements += n;
+}
+
+KATTR static uint32_t KFN(k_absmax_f32)(const float *in, size_t n) {
+        uint32_t m[LANES] = {};
+        size_t i = 0;
+
+        for (; i + LANES <= n; i += LANES)
+                for (unsigned j = 0; j < LANES; j++) {
+                        uint32_t a;
+                        memcpy(&a, in + i + j, 4);
+                        a &= 0x7fffffffu;
+                        m[j] = a > m[j] ? a : m[j];
+                }
+        for (; i < n; i++) {
+                uint32_t a;
+                memcpy(&a, in + i, 4);
+                a &= 0x7fffffffu;
+                m[0] = a > m[0] ? a : m[0];
+        }
+        uint32_t r = 0;
+        for (unsigned j = 0; j < LANES; j++)
+                r = m[j] > r ? m[j] : r;
+        return r;
+}
+
+KATTR static uint32_t KFN(k_absmax_u16)(const uint16_t *in, size_t n) {
+        uint16_t m[2 * LANES] = {};
+        size_t i = 0;
+
+        for (; i + 2 * LANES <= n; i += 2 * LANES)
+                for (unsigned j = 0; j < 2 * LANES; j++) {
+                        uint16_t a = in[i + j] & 0x7fffu;
+                        m[j] = a > m[j] ? a : m[j];
+                }
+        for (; i < n; i++) {
+                uint16_t a = in[i] & 0x7fffu;
+                m[0] = a > m[0] ? a : m[0];
+        }
+        uint32_t r = 0;
+        for (unsigned j = 0; j < 2 * LANES; j++)
+                r = m[j] > r ? m[j] : r;
+        return r;
+}
+
+KATTR static void KFN(k_quantize_i8)(const float *in, size_t n, float scale, int8_t *out) {
+        for (size_t i = 0; i < n; i++) {
+                /* Divide (not multiply by a reciprocal): the quotient is the correctly rounded x / scale
+                 * that the reference (and numpy) computes. */
+                float q = __builtin_rintf(in[i] / scale);
+                q = q < -127.0f ? -127.0f : q;
+                q = q > 127.0f ? 127.0f : q;
+                out[i] = (int8_t) (int32_t) q;
+        }
+}
+
+KATTR static void KFN(k_dequantize_i8)(const int8_t *in, size_t n, float scale, float *out) {
+        for (size_t i = 0; i < n; i++)
+                out[i] = (float) in[i] * scale;
+}
+
+KATTR static void KFN(k_hist_f32_top)(const void *in, size_t n, uint64_t *hist) {
+        const uint8_t *p = in;
+
+        for (size_t i = 0; i < n; i++) {
+                uint32_t a;
+                memcpy(&a, p + 4 * i, 4);
+                hist[(a & 0x7fffffffu) >> 15]++;
+        }
+}
+
+KATTR static void KFN(k_prune_f32)(const void *in, void *out, size_t n, uint32_t threshold) {
+        const uint8_t *p = in;
+        uint8_t *o = out;
+
+        for (size_t i = 0; i < n; i++) {
+                uint32_t a;
+                memcpy(&a, p + 4 * i, 4);
+                uint32_t v = (a & 0x7fffffffu) < threshold ? 0 : a;
+                memcpy(o + 4 * i, &v, 4);
+        }
+}
