@@ -36,7 +36,7 @@
 
 /* Bytes of input held at once. A row larger than this is still read whole (one row is the unit
  * of int8), up to RECOMPRESS_ROW_MAX; a longer row leaves its tensor unquantised. */
-#define RECOMPRESS_BLOCK_MAX (8 * MIB)
+#define RECOMPRESS_BLOCK_MAX (1 * MIB)
 #define RECOMPRESS_ROW_MAX   (16 * MIB)
 /* int8 keeps the F32 scales of one tensor until its data is written: at most 4 Mi rows. */
 #define RECOMPRESS_SCALES_MAX (16 * MIB)
