@@ -201,11 +201,56 @@ KATTR static uint32_t KFN(k_absmax_u16)(const uint16_t *in, size_t n) {
         return r;
 }
 
+/* round-half-even(x / scale), of the exact quotient. The float quotient qf = fl(x / scale) rounds
+ * like the exact one except when qf lands exactly on a half-way point k + 0.5 that the exact
+ * quotient misses (rounding is monotonic and k + 0.5 is a float, so only then can the two be on
+ * different sides of it). There the sign of x − qf·scale, exact in double, decides. */
+KATTR static inline float KFN(int8_round_exact)(float x, float scale) {
+        float qf = x / scale, r = __builtin_rintf(qf), f = qf - r;
+
+        if (f == 0.5f || f == -0.5f) {
+                double d = (double) x - (double) qf * (double) scale;
+                if (d > 0)
+                        r = qf + 0.5f;
+                else if (d < 0)
+                        r = qf - 0.5f;
+        }
+        return r;
+}
+
 KATTR static void KFN(k_quantize_i8)(const float *in, size_t n, float scale, int8_t *out) {
-        for (size_t i = 0; i < n; i++) {
-                /* Divide (not multiply by a reciprocal): the quotient is the correctly rounded x / scale
-                 * that the reference (and numpy) computes. */
-                float q = __builtin_rintf(in[i] / scale);
+        size_t i = 0;
+
+#if KAVX2
+        const __m256 s = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f),
+                     half = _mm256_set1_ps(0.5f), signbit = _mm256_set1_ps(-0.0f);
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+
+        for (; i + 32 <= n; i += 32) {
+                __m256i v[4];
+                for (unsigned j = 0; j < 4; j++) {
+                        __m256 x = _mm256_loadu_ps(in + i + 8 * j);
+                        __m256 qf = _mm256_div_ps(x, s);
+                        __m256 r = _mm256_round_ps(qf, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                        __m256 f = _mm256_andnot_ps(signbit, _mm256_sub_ps(qf, r));
+                        if (_mm256_movemask_ps(_mm256_cmp_ps(f, half, _CMP_EQ_OQ))) {
+                                /* Rare: a possible false tie. Decide these lanes one by one. */
+                                float tmp[8];
+                                for (unsigned l = 0; l < 8; l++)
+                                        tmp[l] = KFN(int8_round_exact)(in[i + 8 * j + l], scale);
+                                r = _mm256_loadu_ps(tmp);
+                        }
+                        r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+                        v[j] = _mm256_cvtps_epi32(r);
+                }
+                /* 4 × 8 int32 → 32 int8 in order (the packs work per 128-bit half). */
+                __m256i ab = _mm256_packs_epi32(v[0], v[1]), cd = _mm256_packs_epi32(v[2], v[3]);
+                __m256i b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+                _mm256_storeu_si256((__m256i *) (out + i), b);
+        }
+#endif
+        for (; i < n; i++) {
+                float q = KFN(int8_round_exact)(in[i], scale);
                 q = q < -127.0f ? -127.0f : q;
                 q = q > 127.0f ? 127.0f : q;
                 out[i] = (int8_t) (int32_t) q;

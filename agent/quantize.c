@@ -315,7 +315,9 @@ int quant_int8_row(SafetensorsDtype from, const void *in, size_t n, int8_t *out,
                 for (size_t i = 0; i < n; i += CHUNK) {
                         size_t m = MIN((size_t) CHUNK, n - i);
                         for (size_t j = 0; j < m; j++) {
-                                double q = rint(x[i + j] / (double) scale);
+                                /* long double: the quotient of a double by a float rounds like the
+                                 * exact one (see k_quantize_i8). */
+                                double q = (double) rintl((long double) x[i + j] / (long double) scale);
                                 q = CLAMP(q, -127.0, 127.0);
                                 out[i + j] = (int8_t) q;
                                 xh[j] = (double) ((float) out[i + j] * scale);

@@ -61,8 +61,9 @@ int quant_convert_half(SafetensorsDtype from, SafetensorsDtype to, const void *i
 
 /*
  * Quantise one row of n elements of a float dtype: scale = max|x| / 127 (in float32, clamped
- * below at FLT_MIN), q = round-half-even(x / scale) clamped to [-127, 127]. The division is done
- * in the precision of the input (float for F32/F16/BF16, double for F64) with the float scale.
+ * below at FLT_MIN), q = round-half-even(x / scale) clamped to [-127, 127], rounding the exact
+ * quotient (a rounded quotient can land on a half-way point that the exact one misses; those
+ * cases are decided exactly). So |x − q·scale| ≤ scale/2 always. F64 rows compute in long double.
  * -EDOM when the row holds NaN or ±Inf: such a tensor cannot be quantised meaningfully.
  */
 int quant_int8_row(SafetensorsDtype from, const void *in, size_t n, int8_t *out, float *ret_scale,

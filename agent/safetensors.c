@@ -843,10 +843,24 @@ int safetensors_index_check_shard(const SafetensorsIndex *idx, size_t shard, con
                 }
         }
         if (h->n_tensors != n) {
+                /* Name one tensor the index maps here that the shard does not hold. */
+                _cleanup_free_ const char **held = calloc(MAX(h->n_tensors, (size_t) 1), sizeof(const char *));
                 _cleanup_free_ char *qs = sanitize_name(idx->shards[shard]);
-                return set_error(ret_error, -EBADMSG,
-                                 "index maps %zu tensors to shard '%s', but it holds %zu", n, strna(qs),
-                                 h->n_tensors);
+
+                if (!held)
+                        return -ENOMEM;
+                for (size_t i = 0; i < h->n_tensors; i++)
+                        held[i] = h->tensors[i].name;
+                qsort(held, h->n_tensors, sizeof(char *), strcmp_ptr);
+                for (size_t i = 0; i < n; i++)
+                        if (!bsearch(&mapped[i], held, h->n_tensors, sizeof(char *), strcmp_ptr)) {
+                                _cleanup_free_ char *qn = sanitize_name(mapped[i]);
+                                return set_error(ret_error, -EBADMSG,
+                                                 "the index maps tensor '%s' to shard '%s', which does not hold it",
+                                                 strna(qn), strna(qs));
+                        }
+                return set_error(ret_error, -EBADMSG, "index maps %zu tensors to shard '%s', but it holds %zu", n,
+                                 strna(qs), h->n_tensors);
         }
         return 0;
 }
