@@ -11,6 +11,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #  define HAVE_X86_KERNELS 1
+#  include <cpuid.h>
 #  include <immintrin.h>
 #else
 #  define HAVE_X86_KERNELS 0
@@ -186,8 +187,12 @@ static bool use_avx2(void) {
         if (force_portable > 0)
                 return false;
         if (have < 0) {
+                unsigned a, b, c, d;
+
+                /* AVX2 as the compiler sees it (it also checks that the OS saves the YMM state);
+                 * F16C from CPUID leaf 1 ECX bit 29 (not every compiler's builtin knows "f16c"). */
                 __builtin_cpu_init();
-                have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+                have = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
         }
         return have;
 #else
