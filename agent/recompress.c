@@ -4,6 +4,7 @@
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 
@@ -307,6 +308,31 @@ json_t *recompress_quantization_config(const RecompressPlan *plan) {
 
 /* ---- streaming ---- */
 
+/*
+ * Three stages in three threads, so that reading (and an age opener's decryption), the kernels and
+ * writing (and an age sealer's encryption) overlap on a multi-core host:
+ *
+ *   reader thread ──ring of input blocks──▶ main thread (kernels) ──ring of output blocks──▶ writer thread
+ *
+ * The block sizes follow from the header and the plan alone (tensor_block()), so the reader cuts
+ * the stream exactly where the main thread expects it, and the kernels work in place in the input
+ * block: no copy. Memory: RING input and RING output blocks of buf_size bytes each.
+ */
+#define RING 3
+
+typedef struct Ring {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        uint8_t *buf[RING];
+        size_t len[RING];
+        unsigned head, count; /* next slot to fill; filled slots */
+        int error;            /* set by the producer (reader) or the consumer (writer) */
+        size_t error_tensor;  /* reader: the tensor whose data it was reading */
+        bool done;            /* the producer has nothing more */
+        bool stop;            /* the other side gave up: stop as soon as possible */
+        bool inited;
+} Ring;
+
 typedef struct Ctx {
         const RecompressProfile *profile;
         const RecompressInput *in;
@@ -316,16 +342,244 @@ typedef struct Ctx {
         StreamReader r;
         bool r_open;
         SafetensorsWriter *w;
-        uint8_t *inbuf, *outbuf;
         size_t buf_size;
         float *scales;
         uint64_t *hist;
         PruneSelect *select;
         QuantStats *stats;
         char **ret_error;
+
+        bool final_pass;      /* the writing pass (else a prune histogram pass) */
+        Ring rin, rout;
+        bool reader_running, writer_running;
+        pthread_t reader, writer;
 } Ctx;
 
+static void ring_done(Ring *g) {
+        for (unsigned i = 0; i < RING; i++) {
+                free(g->buf[i]);
+                g->buf[i] = NULL;
+        }
+        if (g->inited) {
+                pthread_cond_destroy(&g->cond);
+                pthread_mutex_destroy(&g->lock);
+                g->inited = false;
+        }
+}
+
+static int ring_init(Ring *g, size_t size) {
+        *g = (Ring) {};
+        if (pthread_mutex_init(&g->lock, NULL) != 0)
+                return -ENOMEM;
+        if (pthread_cond_init(&g->cond, NULL) != 0) {
+                pthread_mutex_destroy(&g->lock);
+                return -ENOMEM;
+        }
+        g->inited = true;
+        for (unsigned i = 0; i < RING; i++) {
+                g->buf[i] = malloc(size);
+                if (!g->buf[i]) {
+                        ring_done(g);
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+static void ring_reset(Ring *g) {
+        pthread_mutex_lock(&g->lock);
+        g->head = g->count = 0;
+        g->error = 0;
+        g->done = g->stop = false;
+        pthread_mutex_unlock(&g->lock);
+}
+
+/* Producer: a free slot to fill, or NULL when the consumer stopped. */
+static uint8_t *ring_acquire(Ring *g) {
+        uint8_t *b = NULL;
+
+        pthread_mutex_lock(&g->lock);
+        while (g->count == RING && !g->stop && g->error == 0)
+                pthread_cond_wait(&g->cond, &g->lock);
+        if (!g->stop && g->error == 0)
+                b = g->buf[g->head];
+        pthread_mutex_unlock(&g->lock);
+        return b;
+}
+
+static void ring_push(Ring *g, size_t n) {
+        pthread_mutex_lock(&g->lock);
+        g->len[g->head] = n;
+        g->head = (g->head + 1) % RING;
+        g->count++;
+        pthread_cond_broadcast(&g->cond);
+        pthread_mutex_unlock(&g->lock);
+}
+
+/* Consumer: the oldest filled slot; NULL at the end (done), when stopped, or on an error of the
+ * producer (*ret_error) once the slots it filled before the error are consumed. */
+static const uint8_t *ring_peek(Ring *g, size_t *ret_len, int *ret_error) {
+        const uint8_t *b = NULL;
+
+        pthread_mutex_lock(&g->lock);
+        while (g->count == 0 && !g->done && g->error == 0 && !g->stop)
+                pthread_cond_wait(&g->cond, &g->lock);
+        *ret_error = g->count > 0 ? 0 : g->error;
+        if (g->count > 0 && !g->stop) {
+                unsigned tail = (g->head + RING - g->count) % RING;
+                b = g->buf[tail];
+                *ret_len = g->len[tail];
+        }
+        pthread_mutex_unlock(&g->lock);
+        return b;
+}
+
+static void ring_release(Ring *g) {
+        pthread_mutex_lock(&g->lock);
+        g->count--;
+        pthread_cond_broadcast(&g->cond);
+        pthread_mutex_unlock(&g->lock);
+}
+
+static void ring_set(Ring *g, int error, size_t tensor, bool done, bool stop) {
+        pthread_mutex_lock(&g->lock);
+        if (error < 0 && g->error == 0) {
+                g->error = error;
+                g->error_tensor = tensor;
+        }
+        g->done = g->done || done;
+        g->stop = g->stop || stop;
+        pthread_cond_broadcast(&g->cond);
+        pthread_mutex_unlock(&g->lock);
+}
+
+/* Wait until the consumer took everything (writer ring), or an error. */
+static int ring_drain(Ring *g) {
+        int r;
+
+        pthread_mutex_lock(&g->lock);
+        while (g->count > 0 && g->error == 0)
+                pthread_cond_wait(&g->cond, &g->lock);
+        r = g->error;
+        pthread_mutex_unlock(&g->lock);
+        return r;
+}
+
+static size_t elem_size(SafetensorsDtype d) {
+        return safetensors_dtype_bits(d) / 8;
+}
+
+/* Does this pass compute on tensor i (rather than skip or copy its bytes)? */
+static bool tensor_active(const Ctx *c, size_t i) {
+        const TensorPlan *tp = &c->plan->tensors[i];
+
+        if (c->final_pass)
+                return tp->action != TENSOR_COPY;
+        return tp->action == TENSOR_PRUNE && !quant_prune_select_done(&c->select[i], c->h->tensors[i].dtype);
+}
+
+/* The largest block of tensor i: whole elements, and whole rows for int8. Reader and main thread
+ * cut the data with it identically. */
+static size_t tensor_block(const Ctx *c, size_t i) {
+        const SafetensorsTensor *t = &c->h->tensors[i];
+        const TensorPlan *tp = &c->plan->tensors[i];
+        size_t es = elem_size(t->dtype);
+
+        if (!tensor_active(c, i))
+                return c->buf_size;
+        if (tp->action == TENSOR_INT8) {
+                size_t row = (size_t) tp->cols * es;
+                return MAX((size_t) 1, c->buf_size / row) * row;
+        }
+        return c->buf_size / es * es;
+}
+
+static void *reader_thread(void *userdata) {
+        Ctx *c = userdata;
+        int r = 0;
+
+        for (size_t i = 0; i < c->h->n_tensors; i++) {
+                const SafetensorsTensor *t = &c->h->tensors[i];
+                size_t block = tensor_block(c, i);
+
+                for (uint64_t off = t->begin; off < t->end;) {
+                        size_t m = (size_t) MIN(t->end - off, (uint64_t) block);
+                        uint8_t *b = ring_acquire(&c->rin);
+
+                        if (!b)
+                                return NULL;
+                        r = stream_read_exact(&c->r, b, m);
+                        if (r < 0) {
+                                ring_set(&c->rin, r, i, false, false);
+                                return NULL;
+                        }
+                        ring_push(&c->rin, m);
+                        off += m;
+                }
+        }
+        if (c->final_pass) {
+                uint8_t b;
+                ssize_t k = stream_read(&c->r, &b, 1);
+                if (k != 0) {
+                        ring_set(&c->rin, k < 0 ? (int) k : -EXFULL, c->h->n_tensors, false, false);
+                        return NULL;
+                }
+        }
+        ring_set(&c->rin, 0, 0, true, false);
+        return NULL;
+}
+
+static void *writer_thread(void *userdata) {
+        Ctx *c = userdata;
+
+        for (;;) {
+                const uint8_t *b;
+                size_t n;
+                int e, r;
+
+                b = ring_peek(&c->rout, &n, &e);
+                if (!b)
+                        return NULL;
+                r = safetensors_writer_write(c->w, b, n);
+                if (r < 0) {
+                        ring_set(&c->rout, r, 0, false, false);
+                        return NULL;
+                }
+                ring_release(&c->rout);
+        }
+}
+
+/* Small stacks: the threads only call the stream callbacks. Less address space under RLIMIT_AS. */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *userdata) {
+        pthread_attr_t a;
+        int r;
+
+        if (pthread_attr_init(&a) != 0)
+                return -ENOMEM;
+        (void) pthread_attr_setstacksize(&a, 1 * MIB);
+        r = pthread_create(t, &a, fn, userdata);
+        pthread_attr_destroy(&a);
+        return -r;
+}
+
+static void stop_reader(Ctx *c) {
+        if (c->reader_running) {
+                ring_set(&c->rin, 0, 0, false, true);
+                pthread_join(c->reader, NULL);
+                c->reader_running = false;
+        }
+}
+
+static void stop_writer(Ctx *c) {
+        if (c->writer_running) {
+                ring_set(&c->rout, 0, 0, false, true);
+                pthread_join(c->writer, NULL);
+                c->writer_running = false;
+        }
+}
+
 static void ctx_close_input(Ctx *c) {
+        stop_reader(c);
         if (c->r_open) {
                 if (c->in->close)
                         c->in->close(c->in->userdata, c->name, &c->r);
@@ -363,125 +617,167 @@ static int ctx_reopen(Ctx *c) {
         return 0;
 }
 
-static int ctx_read(Ctx *c, const SafetensorsTensor *t, void *buf, size_t n) {
-        int r = stream_read_exact(&c->r, buf, n);
-        if (r == -EPIPE) {
-                _cleanup_free_ char *q = sanitize(t->name);
-                return set_error(c->ret_error, -EBADMSG, "data ends inside tensor '%s' (file truncated)", strna(q));
-        }
+static int ctx_start_pass(Ctx *c, bool final) {
+        int r;
+
+        c->final_pass = final;
+        ring_reset(&c->rin);
+        r = start_thread(&c->reader, reader_thread, c);
         if (r < 0)
-                return set_error(c->ret_error, r, "read error in tensor data: %s", strerror(-r));
+                return set_error(c->ret_error, r, "cannot start the reader thread: %s", strerror(-r));
+        c->reader_running = true;
         return 0;
 }
 
-static int ctx_write(Ctx *c, const void *buf, size_t n) {
-        int r = safetensors_writer_write(c->w, buf, n);
-        if (r < 0)
-                return set_error(c->ret_error, r, "write error: %s", strerror(-r));
-        return 0;
+/* The next input block, of the size the main thread expects. */
+static const uint8_t *ctx_next(Ctx *c, size_t expected, int *ret) {
+        const uint8_t *b;
+        size_t n = 0;
+        int e;
+
+        b = ring_peek(&c->rin, &n, &e);
+        if (b) {
+                assert_se(n == expected);
+                return b;
+        }
+        if (e == -EPIPE && c->rin.error_tensor < c->h->n_tensors) {
+                _cleanup_free_ char *q = sanitize(c->h->tensors[c->rin.error_tensor].name);
+                *ret = set_error(c->ret_error, -EBADMSG, "data ends inside tensor '%s' (file truncated)", strna(q));
+        } else if (e < 0)
+                *ret = set_error(c->ret_error, e, "read error in tensor data: %s", strerror(-e));
+        else
+                *ret = set_error(c->ret_error, -EIO, "internal error: input ended early");
+        return NULL;
 }
 
-static size_t elem_size(SafetensorsDtype d) {
-        return safetensors_dtype_bits(d) / 8;
+/* A free output block; NULL when the writer failed. */
+static uint8_t *ctx_out(Ctx *c, int *ret) {
+        uint8_t *b = ring_acquire(&c->rout);
+
+        if (!b) {
+                int e = c->rout.error;
+                *ret = set_error(c->ret_error, e < 0 ? e : -EIO, "write error: %s", strerror(e < 0 ? -e : EIO));
+        }
+        return b;
 }
 
-/* Read (and drop) or copy a tensor's bytes in blocks. */
-static int pass_through(Ctx *c, const SafetensorsTensor *t, bool copy) {
-        for (uint64_t off = t->begin; off < t->end;) {
-                size_t m = (size_t) MIN(t->end - off, (uint64_t) c->buf_size);
-                int r = ctx_read(c, t, c->inbuf, m);
-                if (r < 0)
+static int ctx_emit(Ctx *c, const void *data, size_t n) {
+        while (n > 0) {
+                size_t m = MIN(n, c->buf_size);
+                int r = 0;
+                uint8_t *b = ctx_out(c, &r);
+                if (!b)
                         return r;
-                if (copy) {
-                        r = ctx_write(c, c->inbuf, m);
-                        if (r < 0)
-                                return r;
-                }
-                off += m;
+                memcpy(b, data, m);
+                ring_push(&c->rout, m);
+                data = (const uint8_t *) data + m;
+                n -= m;
         }
         return 0;
 }
 
-static int do_half(Ctx *c, const SafetensorsTensor *t, const TensorPlan *tp, QuantStats *st) {
-        size_t es = elem_size(t->dtype), per = c->buf_size / es;
+/* One block of tensor i at byte offset off (from the tensor's start). */
+static int process_block(Ctx *c, size_t i, uint64_t off, const uint8_t *in, size_t m) {
+        const SafetensorsTensor *t = &c->h->tensors[i];
+        const TensorPlan *tp = &c->plan->tensors[i];
+        size_t es = elem_size(t->dtype);
+        uint8_t *out;
+        int r = 0;
 
-        for (uint64_t done = 0; done < t->n_elements;) {
-                size_t m = (size_t) MIN(t->n_elements - done, (uint64_t) per);
-                int r = ctx_read(c, t, c->inbuf, m * es);
-                if (r < 0)
-                        return r;
-                r = quant_convert_half(t->dtype, tp->to, c->inbuf, c->outbuf, m, st);
-                if (r < 0)
-                        return r;
-                r = ctx_write(c, c->outbuf, m * 2);
-                if (r < 0)
-                        return r;
-                done += m;
+        if (!c->final_pass) {
+                if (tensor_active(c, i))
+                        quant_prune_histogram(t->dtype, in, m / es, c->select[i].level, c->select[i].prefix, c->hist);
+                return 0;
         }
-        return 0;
-}
 
-static int do_int8(Ctx *c, const SafetensorsTensor *t, const TensorPlan *tp, QuantStats *st) {
-        size_t es = elem_size(t->dtype), row_bytes = (size_t) tp->cols * es;
-        size_t rows_per = MAX((size_t) 1, c->buf_size / row_bytes);
+        out = ctx_out(c, &r);
+        if (!out)
+                return r;
+        switch (tp->action) {
+        case TENSOR_COPY:
+                memcpy(out, in, m);
+                break;
+        case TENSOR_HALF:
+                r = quant_convert_half(t->dtype, tp->to, in, out, m / es, &c->stats[i]);
+                m = m / es * 2;
+                break;
+        case TENSOR_INT8: {
+                size_t row_bytes = (size_t) tp->cols * es, rows = m / row_bytes;
+                uint64_t row0 = off / row_bytes;
 
-        for (uint64_t row = 0; row < tp->rows;) {
-                size_t m = (size_t) MIN(tp->rows - row, (uint64_t) rows_per);
-                int r = ctx_read(c, t, c->inbuf, m * row_bytes);
-                if (r < 0)
-                        return r;
-                for (size_t j = 0; j < m; j++) {
-                        r = quant_int8_row(t->dtype, c->inbuf + j * row_bytes, (size_t) tp->cols,
-                                           (int8_t *) c->outbuf + j * tp->cols, &c->scales[row + j], st);
+                for (size_t j = 0; j < rows; j++) {
+                        r = quant_int8_row(t->dtype, in + j * row_bytes, (size_t) tp->cols, (int8_t *) out + j * tp->cols,
+                                           &c->scales[row0 + j], &c->stats[i]);
                         if (r == -EDOM) {
                                 _cleanup_free_ char *q = sanitize(t->name);
                                 return set_error(c->ret_error, r,
                                                  "tensor '%s' row %" PRIu64 " holds NaN or Inf: it cannot be quantised to int8",
-                                                 strna(q), row + j);
+                                                 strna(q), row0 + j);
                         }
                         if (r < 0)
                                 return r;
                 }
-                r = ctx_write(c, c->outbuf, m * (size_t) tp->cols);
-                if (r < 0)
-                        return r;
-                row += m;
+                m = rows * (size_t) tp->cols;
+                break;
         }
-        /* The scale tensor follows its weight in the output. */
-        return ctx_write(c, c->scales, (size_t) tp->rows * sizeof(float));
-}
-
-static int do_prune_histogram(Ctx *c, const SafetensorsTensor *t, PruneSelect *sel) {
-        size_t es = elem_size(t->dtype), per = c->buf_size / es;
-
-        memset(c->hist, 0, QUANT_PRUNE_BINS * sizeof(uint64_t));
-        for (uint64_t done = 0; done < t->n_elements;) {
-                size_t m = (size_t) MIN(t->n_elements - done, (uint64_t) per);
-                int r = ctx_read(c, t, c->inbuf, m * es);
-                if (r < 0)
-                        return r;
-                quant_prune_histogram(t->dtype, c->inbuf, m, sel->level, sel->prefix, c->hist);
-                done += m;
+        case TENSOR_PRUNE: {
+                PruneSelect *s = &c->select[i];
+                quant_prune_apply(t->dtype, in, out, m / es, s->k > 0 ? s->prefix : 0, &s->ties, &c->stats[i]);
+                break;
         }
-        quant_prune_select_step(sel, t->dtype, c->hist);
+        default:
+                assert_not_reached();
+        }
+        if (r < 0)
+                return r;
+        ring_push(&c->rout, m);
         return 0;
 }
 
-static int do_prune(Ctx *c, const SafetensorsTensor *t, const PruneSelect *sel, QuantStats *st) {
-        size_t es = elem_size(t->dtype), per = c->buf_size / es;
-        uint64_t threshold = sel->k > 0 ? sel->prefix : 0, ties = sel->k > 0 ? sel->ties : 0;
+/* One pass over the data: every tensor, block by block, as the reader delivers them. */
+static int run_pass(Ctx *c) {
+        int r = 0;
 
-        for (uint64_t done = 0; done < t->n_elements;) {
-                size_t m = (size_t) MIN(t->n_elements - done, (uint64_t) per);
-                int r = ctx_read(c, t, c->inbuf, m * es);
-                if (r < 0)
-                        return r;
-                quant_prune_apply(t->dtype, c->inbuf, c->outbuf, m, threshold, &ties, st);
-                r = ctx_write(c, c->outbuf, m * es);
-                if (r < 0)
-                        return r;
-                done += m;
+        for (size_t i = 0; i < c->h->n_tensors; i++) {
+                const SafetensorsTensor *t = &c->h->tensors[i];
+                const TensorPlan *tp = &c->plan->tensors[i];
+                size_t block = tensor_block(c, i);
+                bool hist = !c->final_pass && tensor_active(c, i);
+
+                if (hist)
+                        memset(c->hist, 0, QUANT_PRUNE_BINS * sizeof(uint64_t));
+                for (uint64_t off = 0; off < t->end - t->begin;) {
+                        size_t m = (size_t) MIN(t->end - t->begin - off, (uint64_t) block);
+                        const uint8_t *in = ctx_next(c, m, &r);
+                        if (!in)
+                                return r;
+                        r = process_block(c, i, off, in, m);
+                        ring_release(&c->rin);
+                        if (r < 0)
+                                return r;
+                        off += m;
+                }
+                if (hist)
+                        quant_prune_select_step(&c->select[i], t->dtype, c->hist);
+                /* The scale tensor follows its weight in the output. */
+                if (c->final_pass && tp->action == TENSOR_INT8) {
+                        r = ctx_emit(c, c->scales, (size_t) tp->rows * sizeof(float));
+                        if (r < 0)
+                                return r;
+                }
         }
+
+        /* The reader's verdict on the end of the file. */
+        {
+                size_t n;
+                int e;
+                const uint8_t *b = ring_peek(&c->rin, &n, &e);
+                if (b || e == -EXFULL)
+                        return set_error(c->ret_error, -EBADMSG, "file has trailing bytes after the last tensor");
+                if (e < 0)
+                        return set_error(c->ret_error, e, "read error: %s", strerror(-e));
+        }
+        stop_reader(c);
         return 0;
 }
 
@@ -553,12 +849,12 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
         _cleanup_(safetensors_header_freep) SafetensorsHeader *h = NULL;
         _cleanup_(recompress_plan_freep) RecompressPlan *plan = NULL;
         _cleanup_(safetensors_writer_freep) SafetensorsWriter *w = NULL;
-        _cleanup_free_ uint8_t *inbuf = NULL, *outbuf = NULL;
         _cleanup_free_ float *scales = NULL;
         _cleanup_free_ uint64_t *hist = NULL;
         _cleanup_free_ PruneSelect *select = NULL;
         _cleanup_free_ QuantStats *stats = NULL;
         uint64_t header_size, buf_size = RECOMPRESS_BLOCK_MAX, scales_max = 0;
+        bool rings = false;
         Ctx c = {
                 .profile = profile,
                 .in = in,
@@ -584,7 +880,7 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
                 goto finish;
         c.plan = plan;
 
-        /* Buffers: one block, or one row where a row is larger. */
+        /* Blocks: RECOMPRESS_BLOCK_MAX, or one row where an int8 row is larger. */
         for (size_t i = 0; i < h->n_tensors; i++) {
                 const TensorPlan *tp = &plan->tensors[i];
                 if (tp->action == TENSOR_INT8) {
@@ -592,11 +888,10 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
                         scales_max = MAX(scales_max, tp->rows * sizeof(float));
                 }
         }
-        inbuf = malloc(buf_size);
-        outbuf = malloc(buf_size);
+        c.buf_size = buf_size;
         stats = calloc(MAX(h->n_tensors, (size_t) 1), sizeof(QuantStats));
         select = calloc(MAX(h->n_tensors, (size_t) 1), sizeof(PruneSelect));
-        if (!inbuf || !outbuf || !stats || !select) {
+        if (!stats || !select) {
                 r = -ENOMEM;
                 goto finish;
         }
@@ -607,9 +902,15 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
                         goto finish;
                 }
         }
-        c.inbuf = inbuf;
-        c.outbuf = outbuf;
-        c.buf_size = buf_size;
+        r = ring_init(&c.rin, buf_size);
+        if (r >= 0) {
+                r = ring_init(&c.rout, buf_size);
+                if (r < 0)
+                        ring_done(&c.rin);
+        }
+        if (r < 0)
+                goto finish;
+        rings = true;
         c.scales = scales;
         c.stats = stats;
         c.select = select;
@@ -631,15 +932,12 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
                         if (r < 0)
                                 goto finish;
                 }
-                for (size_t i = 0; i < h->n_tensors; i++) {
-                        const SafetensorsTensor *t = &h->tensors[i];
-                        if (plan->tensors[i].action == TENSOR_PRUNE && !quant_prune_select_done(&select[i], t->dtype))
-                                r = do_prune_histogram(&c, t, &select[i]);
-                        else
-                                r = pass_through(&c, t, false);
-                        if (r < 0)
-                                goto finish;
-                }
+                r = ctx_start_pass(&c, false);
+                if (r < 0)
+                        goto finish;
+                r = run_pass(&c);
+                if (r < 0)
+                        goto finish;
         }
         if (plan->passes > 1) {
                 r = ctx_reopen(&c);
@@ -647,39 +945,31 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
                         goto finish;
         }
 
-        /* The writing pass. */
+        /* The writing pass: the header, then the data through the writer thread. */
         r = safetensors_writer_new(out, plan->output, &w);
         if (r < 0) {
                 set_error(ret_error, r, "cannot write the output header: %s", strerror(-r));
                 goto finish;
         }
         c.w = w;
-        for (size_t i = 0; i < h->n_tensors; i++) {
-                const SafetensorsTensor *t = &h->tensors[i];
-                const TensorPlan *tp = &plan->tensors[i];
-
-                switch (tp->action) {
-                case TENSOR_COPY:
-                        r = pass_through(&c, t, true);
-                        break;
-                case TENSOR_HALF:
-                        r = do_half(&c, t, tp, &stats[i]);
-                        break;
-                case TENSOR_INT8:
-                        r = do_int8(&c, t, tp, &stats[i]);
-                        break;
-                case TENSOR_PRUNE:
-                        r = do_prune(&c, t, &select[i], &stats[i]);
-                        break;
-                default:
-                        assert_not_reached();
-                }
-                if (r < 0)
-                        goto finish;
+        r = start_thread(&c.writer, writer_thread, &c);
+        if (r < 0) {
+                set_error(ret_error, r, "cannot start the writer thread: %s", strerror(-r));
+                goto finish;
         }
-        r = safetensors_read_eof(&c.r, ret_error);
+        c.writer_running = true;
+        r = ctx_start_pass(&c, true);
         if (r < 0)
                 goto finish;
+        r = run_pass(&c);
+        if (r < 0)
+                goto finish;
+        r = ring_drain(&c.rout);
+        stop_writer(&c);
+        if (r < 0) {
+                set_error(ret_error, r, "write error: %s", strerror(-r));
+                goto finish;
+        }
         r = safetensors_writer_finish(w);
         if (r < 0) {
                 set_error(ret_error, r, "output incomplete");
@@ -709,7 +999,12 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
         r = 0;
 
 finish:
+        stop_writer(&c);
         ctx_close_input(&c);
+        if (rings) {
+                ring_done(&c.rin);
+                ring_done(&c.rout);
+        }
         return r;
 }
 
