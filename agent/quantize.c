@@ -314,9 +314,12 @@ int quant_int8_row(SafetensorsDtype from, const void *in, size_t n, int8_t *out,
                                 return -EDOM;
                         dmax = MAX(dmax, fabs(x[i]));
                 }
+                /* A scale beyond float32 cannot be stored: refuse rather than break the bound. */
+                if (dmax / 127.0 > (double) FLT_MAX)
+                        return -ERANGE;
                 scale = (float) (dmax / 127.0);
-                if (!(scale >= FLT_MIN)) /* also when the double max is beyond float's range */
-                        scale = isinf(scale) ? FLT_MAX : FLT_MIN;
+                if (scale < FLT_MIN)
+                        scale = FLT_MIN;
                 for (size_t i = 0; i < n; i += CHUNK) {
                         size_t m = MIN((size_t) CHUNK, n - i);
                         for (size_t j = 0; j < m; j++) {

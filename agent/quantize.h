@@ -64,7 +64,8 @@ int quant_convert_half(SafetensorsDtype from, SafetensorsDtype to, const void *i
  * below at FLT_MIN), q = round-half-even(x / scale) clamped to [-127, 127], rounding the exact
  * quotient (a rounded quotient can land on a half-way point that the exact one misses; those
  * cases are decided exactly). So |x − q·scale| ≤ scale/2 always. F64 rows compute in long double.
- * -EDOM when the row holds NaN or ±Inf: such a tensor cannot be quantised meaningfully.
+ * -EDOM when the row holds NaN or ±Inf: such a tensor cannot be quantised meaningfully; -ERANGE
+ * when an F64 row's scale would not fit in float32 (|x| > 127 · FLT_MAX).
  */
 int quant_int8_row(SafetensorsDtype from, const void *in, size_t n, int8_t *out, float *ret_scale,
                    QuantStats *stats);

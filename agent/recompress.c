@@ -708,11 +708,12 @@ static int process_block(Ctx *c, size_t i, uint64_t off, const uint8_t *in, size
                 for (size_t j = 0; j < rows; j++) {
                         r = quant_int8_row(t->dtype, in + j * row_bytes, (size_t) tp->cols, (int8_t *) out + j * tp->cols,
                                            &c->scales[row0 + j], &c->stats[i]);
-                        if (r == -EDOM) {
+                        if (r == -EDOM || r == -ERANGE) {
                                 _cleanup_free_ char *q = sanitize(t->name);
                                 return set_error(c->ret_error, r,
-                                                 "tensor '%s' row %" PRIu64 " holds NaN or Inf: it cannot be quantised to int8",
-                                                 strna(q), row0 + j);
+                                                 "tensor '%s' row %" PRIu64 " holds %s: it cannot be quantised to int8",
+                                                 strna(q), row0 + j,
+                                                 r == -EDOM ? "NaN or Inf" : "values beyond the float32 range");
                         }
                         if (r < 0)
                                 return r;

@@ -213,6 +213,11 @@ static void test_int8(void **state) {
                 assert_int_equal(q[2], 0);
                 d[1] = NAN;
                 assert_int_equal(quant_int8_row(ST_F64, d, 3, q, &sa, NULL), -EDOM);
+                d[1] = 1e300;
+                assert_int_equal(quant_int8_row(ST_F64, d, 3, q, &sa, NULL), -ERANGE);
+                d[1] = 1e38; /* the scale fits */
+                assert_int_equal(quant_int8_row(ST_F64, d, 3, q, &sa, NULL), 0);
+                assert_int_equal(q[1], 127);
         }
 }
 
