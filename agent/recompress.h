@@ -8,9 +8,16 @@
  *   kernels (quantize.h) → safetensors writer → StreamWriter (plain fd, or an age sealer)
  *
  * The output header follows from the input header and the profile alone, so it is written first
- * and the data after it in one pass; peak memory is one row block (RECOMPRESS_BLOCK_MAX plus the
- * int8 scales of one tensor), not the size of a tensor or of the model. Inputs are read front to
- * back without seeking. Only `prune` reads a file more than once: it needs the k-th smallest |w|
+ * and the data after it in one pass. Data moves in blocks of RECOMPRESS_BLOCK_MAX (whole int8 rows
+ * where a row is larger); peak memory is 3 input + 3 output blocks plus the int8 scales of one
+ * tensor — a few MiB, not the size of a tensor or of the model. Inputs are read front to back
+ * without seeking.
+ *
+ * Threads: a reader thread calls the StreamReader's read callback, the calling thread runs the
+ * kernels, a writer thread calls the StreamWriter's write callback, so that decryption, conversion
+ * and encryption overlap. Each stream is used by one thread at a time (never concurrently); open
+ * and close callbacks run in the calling thread. An age opener or sealer needs no locking, but must
+ * not rely on thread-local state. Only `prune` reads a file more than once: it needs the k-th smallest |w|
  * of each tensor and finds it by radix selection, one histogram pass per 16-bit digit of the
  * float pattern (2 for F16/BF16 files, 3 for F32, 5 for F64, counting the writing pass), so the
  * input callbacks can re-open a file from its start.
@@ -117,7 +124,8 @@ int recompress_stream(const RecompressProfile *profile, const RecompressInput *i
  * index (".safetensors.index.json"): then every shard is checked against the index, converted
  * one by one under its own name, and a new index is written. Output files are opened through
  * `out` under the input names. *ret_stats holds the totals, "files": {name: per-file stats} and,
- * for int8, "quantization_config".
+ * for int8, "quantization_config" (for the model's config.json). On failure, output files already
+ * completed stay where `out` put them: write into a staging directory and drop it.
  */
 int recompress_model(const RecompressProfile *profile, const RecompressInput *in, const RecompressOutput *out,
                      const char *name, json_t **ret_stats, char **ret_error);
