@@ -1261,6 +1261,48 @@ finish:
         return r;
 }
 
+int recompress_update_config(const void *config, size_t size, RecompressMethod method, const json_t *stats,
+                             char **ret, size_t *ret_size) {
+        json_t *root, *qc = json_object_get(stats, "quantization_config");
+        const char *key = "torch_dtype";
+        char *text;
+        int r = 0;
+
+        assert_return(config || size == 0, -EINVAL);
+        assert_return(ret && ret_size, -EINVAL);
+
+        root = json_loadb(config, size, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(root)) {
+                json_decref(root);
+                return -EBADMSG;
+        }
+        switch (method) {
+        case METHOD_INT8:
+                if (qc)
+                        r = json_object_set(root, "quantization_config", qc);
+                break;
+        case METHOD_FP16:
+        case METHOD_BF16:
+                if (!json_object_get(root, key) && json_object_get(root, "dtype"))
+                        key = "dtype";
+                r = json_object_set_new(root, key, json_string(method == METHOD_FP16 ? "float16" : "bfloat16"));
+                break;
+        default:
+                break;
+        }
+        if (r < 0) {
+                json_decref(root);
+                return -ENOMEM;
+        }
+        text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        json_decref(root);
+        if (!text)
+                return -ENOMEM;
+        *ret_size = strlen(text);
+        *ret = text;
+        return 0;
+}
+
 /* ---- plain directories ---- */
 
 int recompress_dir_open_input(void *userdata, const char *name, StreamReader *ret) {

@@ -130,6 +130,15 @@ int recompress_stream(const RecompressProfile *profile, const RecompressInput *i
 int recompress_model(const RecompressProfile *profile, const RecompressInput *in, const RecompressOutput *out,
                      const char *name, json_t **ret_stats, char **ret_error);
 
+/*
+ * The model's config.json (Hugging Face layout) updated for a re-compressed version: int8 adds
+ * "quantization_config" (from the statistics of recompress_model()); fp16/bf16 set the dtype
+ * ("torch_dtype", or "dtype" where the file uses that newer key) to "float16"/"bfloat16"; prune
+ * changes nothing. Pure: bytes in, bytes out. -EBADMSG when the input is not a JSON object.
+ */
+int recompress_update_config(const void *config, size_t size, RecompressMethod method, const json_t *stats,
+                             char **ret, size_t *ret_size);
+
 /* RecompressInput/RecompressOutput on plain files in two directories: inputs opened with
  * O_NOFOLLOW and checked to be regular files; each output written to "<name>.tmp", fsync'd and
  * renamed into place when complete, removed otherwise. userdata = RecompressDirs*. */

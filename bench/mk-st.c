@@ -7,8 +7,9 @@
  *       Validate a safetensors file (header and size) and print its header as JSON.
  *   mk-st convert --method int8|fp16|bf16|prune [--sparsity S] [--skip GLOB]… [--stats FILE] IN OUT
  *       Re-compress IN into OUT. Files, or directories holding model.safetensors or a sharded
- *       model (model.safetensors.index.json + shards); a config.json beside them is copied, with
- *       the quantization_config of int8 added. Statistics go to stdout (or FILE) as JSON.
+ *       model (model.safetensors.index.json + shards); a config.json beside them is copied,
+ *       updated for the method (recompress_update_config()). Statistics go to stdout (or FILE)
+ *       as JSON. --portable uses the portable kernels only.
  *
  * The agent's `recompress` verb calls the same library functions (recompress_model()).
  */
@@ -118,11 +119,10 @@ static int file_close_output(void *userdata, const char *name, StreamWriter *w, 
         return r;
 }
 
-/* Copy config.json, adding the quantization_config of an int8 conversion. */
-static int copy_config(int in_dirfd, int out_dirfd, json_t *stats) {
+/* Copy config.json, updated for the method (recompress_update_config()). */
+static int copy_config(int in_dirfd, int out_dirfd, RecompressMethod method, json_t *stats) {
         _cleanup_free_ char *text = NULL, *out = NULL;
-        json_t *config, *qc = json_object_get(stats, "quantization_config");
-        size_t n;
+        size_t n, on;
         int r;
 
         r = read_full_file_at(in_dirfd, "config.json", 16 * MIB, true, &text, &n);
@@ -130,18 +130,10 @@ static int copy_config(int in_dirfd, int out_dirfd, json_t *stats) {
                 return 0;
         if (r < 0)
                 return r;
-        config = json_loadb(text, n, JSON_REJECT_DUPLICATES, NULL);
-        if (!json_is_object(config)) {
-                json_decref(config);
-                return -EBADMSG;
-        }
-        if (qc)
-                json_object_set(config, "quantization_config", qc);
-        out = json_dumps(config, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        json_decref(config);
-        if (!out)
-                return -ENOMEM;
-        return write_file_atomic_at(out_dirfd, "config.json", out, strlen(out), 0644);
+        r = recompress_update_config(text, n, method, stats, &out, &on);
+        if (r < 0)
+                return r;
+        return write_file_atomic_at(out_dirfd, "config.json", out, on, 0644);
 }
 
 static int model_name_in(int dirfd, const char **ret) {
@@ -238,7 +230,7 @@ static int cmd_convert(int argc, char **argv) {
                 ro = RECOMPRESS_OUTPUT_DIRS(&dirs);
                 r = recompress_model(&profile, &ri, &ro, model, &stats, &err);
                 if (r >= 0) {
-                        r = copy_config(in_dirfd, out_dirfd, stats);
+                        r = copy_config(in_dirfd, out_dirfd, profile.method, stats);
                         if (r < 0)
                                 fprintf(stderr, "%s/config.json: %s\n", in, strerror(-r));
                 }

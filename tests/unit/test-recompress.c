@@ -503,6 +503,40 @@ static void test_dirs(void **state) {
         assert_int_equal(rm_rf_at(AT_FDCWD, dir), 0);
 }
 
+static void test_update_config(void **state) {
+        _cleanup_free_ char *out = NULL;
+        const char *cfg = "{\"model_type\":\"llama\",\"torch_dtype\":\"float32\",\"hidden_size\":8}";
+        json_t *stats = json_pack("{s:{s:s}}", "quantization_config", "format", "int-quantized"), *o;
+        size_t n;
+
+        assert_int_equal(recompress_update_config(cfg, strlen(cfg), METHOD_INT8, stats, &out, &n), 0);
+        o = json_loadb(out, n, 0, NULL);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(o, "quantization_config"), "format")),
+                            "int-quantized");
+        assert_string_equal(json_string_value(json_object_get(o, "torch_dtype")), "float32");
+        json_decref(o);
+        free(out);
+
+        assert_int_equal(recompress_update_config(cfg, strlen(cfg), METHOD_BF16, NULL, &out, &n), 0);
+        o = json_loadb(out, n, 0, NULL);
+        assert_string_equal(json_string_value(json_object_get(o, "torch_dtype")), "bfloat16");
+        assert_null(json_object_get(o, "quantization_config"));
+        assert_int_equal(json_integer_value(json_object_get(o, "hidden_size")), 8);
+        json_decref(o);
+        free(out);
+
+        /* the newer key is kept where the file uses it */
+        assert_int_equal(recompress_update_config("{\"dtype\":\"float32\"}", 19, METHOD_FP16, NULL, &out, &n), 0);
+        o = json_loadb(out, n, 0, NULL);
+        assert_string_equal(json_string_value(json_object_get(o, "dtype")), "float16");
+        assert_null(json_object_get(o, "torch_dtype"));
+        json_decref(o);
+
+        assert_int_equal(recompress_update_config("[1]", 3, METHOD_FP16, NULL, &out, &n), -EBADMSG);
+        assert_int_equal(recompress_update_config("{\"a\":1,\"a\":2}", 13, METHOD_FP16, NULL, &out, &n), -EBADMSG);
+        json_decref(stats);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_plan),
@@ -512,6 +546,7 @@ int main(void) {
                 cmocka_unit_test(test_stream_changed),
                 cmocka_unit_test(test_model_sharded),
                 cmocka_unit_test(test_dirs),
+                cmocka_unit_test(test_update_config),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
