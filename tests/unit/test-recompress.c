@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "fileio.h"
 #include "recompress.h"
@@ -503,6 +504,58 @@ static void test_dirs(void **state) {
         assert_int_equal(rm_rf_at(AT_FDCWD, dir), 0);
 }
 
+/* Reading and writing overlap: a source and a sink that each take 20 ms per MiB block (waiting,
+ * not computing, so a loaded machine does not matter) take about the time of one of them, not of
+ * both. */
+static ssize_t slow_read(void *userdata, void *buf, size_t n) {
+        ssize_t k = mem_read(userdata, buf, n);
+        if (k > 0)
+                (void) usleep(20000);
+        return k;
+}
+
+static int slow_open(void *userdata, const char *name, StreamReader *ret) {
+        int r = mem_open(userdata, name, ret);
+        if (r >= 0)
+                ret->read = slow_read;
+        return r;
+}
+
+static int slow_write(void *userdata, const void *buf, size_t n) {
+        (void) usleep(20000);
+        return 0;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        assert_int_equal(clock_gettime(CLOCK_MONOTONIC, &ts), 0);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void test_pipeline_overlap(void **state) {
+        _cleanup_(safetensors_header_freep) SafetensorsHeader *h = safetensors_header_new();
+        _cleanup_free_ uint8_t *data = NULL;
+        _cleanup_free_ char *err = NULL;
+        MemModel m = { .chunk = RECOMPRESS_BLOCK_MAX };
+        RecompressInput in = { .open = slow_open, .close = mem_close, .userdata = &m };
+        RecompressProfile prof = { .method = METHOD_PRUNE, .sparsity = 0 }; /* one pass, same size out */
+        StreamWriter w = { .write = slow_write };
+        uint64_t shape[2] = { 40, RECOMPRESS_BLOCK_MAX / 4 }, t;
+
+        assert_int_equal(safetensors_header_add(h, "w.weight", ST_F32, shape, 2), 0);
+        data = calloc(1, h->data_size);
+        assert_non_null(data);
+        mem_add(&m, "in.safetensors", h, data);
+
+        t = now_usec();
+        assert_int_equal(recompress_stream(&prof, &in, "in.safetensors", &w, NULL, NULL, &err), 0);
+        t = now_usec() - t;
+        /* 40 blocks: 0.8 s to read, 0.8 s to write; 1.6 s one after the other. */
+        printf("# 40 slow reads + 40 slow writes took %.2f s\n", (double) t / USEC_PER_SEC);
+        assert_true(t < 1300 * USEC_PER_MSEC);
+        mem_model_done(&m);
+}
+
 static void test_update_config(void **state) {
         _cleanup_free_ char *out = NULL;
         const char *cfg = "{\"model_type\":\"llama\",\"torch_dtype\":\"float32\",\"hidden_size\":8}";
@@ -547,6 +600,7 @@ int main(void) {
                 cmocka_unit_test(test_model_sharded),
                 cmocka_unit_test(test_dirs),
                 cmocka_unit_test(test_update_config),
+                cmocka_unit_test(test_pipeline_overlap),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
