@@ -19,8 +19,13 @@ FLT_MIN = np.float32(np.finfo(np.float32).tiny)
 
 
 def stats(x, xh):
-    d = x.astype(np.float64) - xh.astype(np.float64)
-    return float(np.abs(d).max()), float(np.sqrt(np.dot(d, d))), int(np.isinf(xh).sum())
+    """The statistics mk-st reports, written for speed: x - xh is exact in float32 for these
+    methods; the sums of squares accumulate in float64 (einsum: fast and, unlike a float32 BLAS dot,
+    which is off by percents on 10^8 elements, accurate)."""
+    d = x - xh
+    sse = float(np.einsum("i,i->", d, d, dtype=np.float64))
+    ssr = float(np.einsum("i,i->", x, x, dtype=np.float64))
+    return float(np.abs(d).max()), float(np.sqrt(sse) / np.sqrt(ssr)), int(np.count_nonzero(np.isinf(xh)))
 
 
 def main():
@@ -69,7 +74,7 @@ def main():
                 y = x.astype(np.float16)
                 y.tofile(f)
                 if with_stats:
-                    report[name] = stats(x, y)
+                    report[name] = stats(x, y.astype(np.float32))
             elif e["dtype"] == "F32" and method == "int8" and len(shape) >= 2:
                 x = raw.view(np.float32).reshape(shape[0], -1)
                 scale = np.maximum(np.abs(x).max(axis=1) / np.float32(127), FLT_MIN)
