@@ -65,3 +65,4 @@ int verb_verify(Agent *a);
 int verb_reconcile(Agent *a);
 int verb_list(Agent *a);
 int verb_update(Agent *a);
+int verb_recompress(Agent *a);

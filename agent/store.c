@@ -686,10 +686,20 @@ int store_gc(Store *s, unsigned keep, char *const *protect, bool keep_previous_p
         if (!removed)
                 return -ENOMEM;
         n = strv_length(ids);
-        /* Newest first: the protected ones count towards keep but are never removed. */
+        /* Newest first: the protected ones count towards keep but are never removed. A derived
+         * version's release parent is protected with it: it is where a failed gate rolls back to,
+         * and what a re-compression starts from. */
         for (size_t i = n; i > 0; i--) {
                 const char *id = ids[i - 1];
                 bool protected = streq_ptr(id, current) || streq_ptr(id, previous) || strv_contains(protect, id);
+
+                for (size_t k = 0; k < n && !protected; k++) {
+                        bool prot_k = streq_ptr(ids[k], current) || streq_ptr(ids[k], previous) ||
+                                      strv_contains(protect, ids[k]);
+                        if (prot_k && version_id_is_derived(ids[k]) && !version_id_is_derived(id) &&
+                            version_id_release(ids[k]) == version_id_release(id))
+                                protected = true;
+                }
                 uint64_t size;
 
                 if (protected || kept < keep) {

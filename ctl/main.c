@@ -20,6 +20,8 @@ static const CtlVerb verbs[] = {
         {"update", 1, 1, verb_update, "update MODEL", "Check the model's channel now; install and activate a new release"},
         {"rollback", 1, 2, verb_rollback, "rollback MODEL [VERSION]",
          "Serve the last good (or previous, or given) version again"},
+        {"recompress", 2, 2, verb_recompress, "recompress MODEL PROFILE",
+         "Build a smaller derived version with a profile of the model file and activate it"},
         {"hold", 1, 1, verb_hold, "hold MODEL", "Stop automatic actions for a model"},
         {"release", 1, 64, verb_release_dispatch, "release MODEL [VERSION]",
          "Lift a hold, or take VERSION out of quarantine"},

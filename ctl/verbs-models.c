@@ -294,3 +294,26 @@ int verb_update(int argc, char *argv[]) {
         }
         return 0;
 }
+
+int verb_recompress(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL, *reply = NULL;
+        const char *active = NULL;
+        int r;
+
+        r = ctl_connect(&bus);
+        if (r < 0)
+                return r;
+        r = new_call(bus, "Recompress", &msg);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(msg, "ss", argv[1], argv[2]);
+        if (r < 0)
+                return log_error_errno(r, "Failed to build the call: %m");
+        r = call_with_progress(bus, msg, argv[1], &reply, "Recompress");
+        if (r < 0)
+                return r;
+        if (sd_bus_message_read(reply, "s", &active) >= 0)
+                printf("%s: version %s built and active.\n", argv[1], active);
+        return 0;
+}

@@ -23,7 +23,7 @@ static Model *find_model_or_error(Manager *m, const char *name, sd_bus_error *er
 static const char *op_name(const Model *model) {
         static const char *const names[_OP_TYPE_MAX] = {
                 [OP_RECONCILE] = "reconcile", [OP_IMPORT] = "import", [OP_ACTIVATE] = "activate", [OP_GC] = "gc",
-                [OP_UPDATE] = "update"};
+                [OP_UPDATE] = "update", [OP_RECOMPRESS] = "recompress"};
         if (!model->op)
                 return "";
         if (model->op->type == OP_ACTIVATE)
@@ -375,6 +375,30 @@ static int method_update(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return 1;
 }
 
+static int method_recompress(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Control *c = userdata;
+        Manager *m = control_manager(c);
+        const char *name, *profile;
+        char who[96];
+        Model *model;
+        int r;
+
+        r = control_check_admin(c, msg, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "ss", &name, &profile);
+        if (r < 0)
+                return r;
+        model = find_model_or_error(m, name, error);
+        if (!model)
+                return -ENOENT;
+        caller_description(msg, who, sizeof(who));
+        r = model_recompress(model, profile, who, NULL, msg);
+        if (r < 0)
+                return op_error(error, r, model);
+        return 1;
+}
+
 const sd_bus_vtable control_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("ListModels", SD_BUS_NO_ARGS,
@@ -391,6 +415,8 @@ const sd_bus_vtable control_vtable[] = {
                                 method_rollback, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Update", SD_BUS_ARGS("s", name), SD_BUS_RESULT("s", outcome), method_update,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Recompress", SD_BUS_ARGS("s", name, "s", profile), SD_BUS_RESULT("s", active),
+                                method_recompress, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Hold", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, method_hold_on,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Release", SD_BUS_ARGS("s", name, "s", version), SD_BUS_NO_RESULT, method_release,

@@ -23,6 +23,7 @@ typedef struct ManagerCounters {
         uint64_t update_checks;
         uint64_t updates_installed;
         uint64_t releases_refused;
+        uint64_t recompressions;
 } ManagerCounters;
 
 typedef struct Manager {

@@ -149,6 +149,8 @@ static int run_request(Model *model, ModelRequest *q) {
                 return model_import(model, q->dir, q->id, q->activate, q->reply);
         if (q->type == OP_UPDATE)
                 return model_check_update(model, q->reply, q->reason);
+        if (q->type == OP_RECOMPRESS)
+                return model_recompress(model, q->id, q->reason, NULL, q->reply);
         return model_rollback(model, q->id, q->reason, NULL, q->reply);
 }
 
@@ -166,6 +168,13 @@ int model_error_to_bus(const Model *model, int r, sd_bus_error *error) {
         if (r == -ENOMEDIUM)
                 return sd_bus_error_setf(error, "dev.modelkeeper.NoSource", "Model %s has no source: section.",
                                          model->name);
+        if (r == -ENOPKG)
+                return sd_bus_error_setf(error, "dev.modelkeeper.NoSuchProfile",
+                                         "Model %s has no such recompress profile.", model->name);
+        if (r == -EKEYREVOKED)
+                return sd_bus_error_setf(error, "dev.modelkeeper.Quarantined",
+                                         "That version of %s is quarantined; `modelkeeperctl release MODEL VERSION` "
+                                         "lifts it.", model->name);
         if (r == -EINVAL)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument.");
         return sd_bus_error_set_errno(error, r);

@@ -48,6 +48,7 @@ typedef enum OpType {
         OP_ACTIVATE,
         OP_GC,
         OP_UPDATE,
+        OP_RECOMPRESS,
         _OP_TYPE_MAX,
 } OpType;
 
@@ -129,6 +130,10 @@ int model_unquarantine(Model *model, const char *id, const char *who);
 int model_update_start(Model *model);
 void model_update_stop(Model *model);
 int model_check_update(Model *model, sd_bus_message *reply, const char *why);
+
+/* Re-compression (recompress.c): build <release>~<profile> from what serves and activate it.
+ * -ENOPKG: no such profile; -EKEYREVOKED: that derived version is quarantined. */
+int model_recompress(Model *model, const char *profile, const char *reason, const char *rule, sd_bus_message *reply);
 
 /* For the operation modules (model.c, update.c): one operation at a time per model. */
 int model_op_new(Model *model, OpType type, sd_bus_message *reply);
