@@ -150,18 +150,23 @@ class CrashTest(unittest.TestCase):
         cls.pristine = os.path.join(cls.d.dir, "pristine")
         cls.sources = os.path.join(cls.d.dir, "src")
         d = cls.d
-        d.start()
-        cls.wait_idle_of(d)
-        for v in ("1", "2", "3"):
-            d.ctl("import", MODEL, cls.source_of(f"v{v}", f"version {v}".encode()), "--version", v, "--activate")
-        for v in ("4", "5"):
-            d.ctl("import", MODEL, cls.source_of(f"v{v}", f"version {v}".encode()), "--version", v)
-        cls.wait_idle_of(d)
-        d.stop()
-        os.makedirs(cls.pristine)
-        shutil.copytree(d.state, os.path.join(cls.pristine, "state"), symlinks=True)
-        shutil.copytree(d.runtime, os.path.join(cls.pristine, "run"), symlinks=True,
-                        ignore=lambda _dir, names: [n for n in names if n == "control"])
+        try:
+            d.start()
+            cls.wait_idle_of(d)
+            for v in ("1", "2", "3"):
+                d.ctl("import", MODEL, cls.source_of(f"v{v}", f"version {v}".encode()), "--version", v,
+                      "--activate")
+            for v in ("4", "5"):
+                d.ctl("import", MODEL, cls.source_of(f"v{v}", f"version {v}".encode()), "--version", v)
+            cls.wait_idle_of(d)
+            d.stop()
+            os.makedirs(cls.pristine)
+            shutil.copytree(d.state, os.path.join(cls.pristine, "state"), symlinks=True)
+            shutil.copytree(d.runtime, os.path.join(cls.pristine, "run"), symlinks=True,
+                            ignore=lambda _dir, names: [n for n in names if n == "control"])
+        except BaseException:
+            d.close()  # tearDownClass does not run when setUpClass fails
+            raise
 
     @classmethod
     def tearDownClass(cls):
