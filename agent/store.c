@@ -665,6 +665,35 @@ static void remove_gc_leftovers(int dirfd) {
                 (void) rm_rf_at(dirfd, *n);
 }
 
+/* symlink_atomic_at() leaves ".#<name>.<16 hex digits>" behind when the process dies between its
+ * symlinkat() and renameat(). serve/ is shared by every model, and other models' agents may be
+ * swapping their links right now: remove only this model's temporaries, matched exactly. */
+static void remove_serve_temporaries(Store *s) {
+        _cleanup_(strv_freep) char **names = NULL;
+        struct dirent *de;
+        int fd = dup(s->serve_fd);
+        DIR *d;
+
+        if (fd < 0)
+                return;
+        d = fdopendir(fd);
+        if (!d) {
+                safe_close(fd);
+                return;
+        }
+        rewinddir(d);
+        while ((de = readdir(d))) {
+                const char *p = startswith(de->d_name, ".#");
+
+                p = p ? startswith(p, s->model) : NULL;
+                if (p && p[0] == '.' && strlen(p + 1) == 16 && strspn(p + 1, "0123456789abcdef") == 16)
+                        (void) strv_extend(&names, de->d_name);
+        }
+        closedir(d);
+        STRV_FOREACH(n, names)
+                (void) unlinkat(s->serve_fd, *n, 0);
+}
+
 int store_gc(Store *s, unsigned keep, char *const *protect, bool keep_previous_plain, json_t **ret_removed,
              uint64_t *ret_freed) {
         _cleanup_(strv_freep) char **ids = NULL, **plain = NULL;
@@ -789,6 +818,7 @@ int store_reconcile(Store *s, json_t **ret_report) {
         }
         remove_gc_leftovers(s->versions_fd);
         remove_gc_leftovers(s->dirfd);
+        remove_serve_temporaries(s);
 
         r = store_list(s, &ids);
         if (r < 0)
