@@ -657,8 +657,12 @@ static void remove_gc_leftovers(int dirfd) {
                 return;
         }
         rewinddir(d);
+        /* Only what the agent itself leaves: gc directories and the temporaries of its own files
+         * and links. The daemon writes state.json here too (".#state.json.*"): not ours to touch
+         * while it may be mid-write. */
         while ((de = readdir(d)))
-                if (startswith(de->d_name, ".gc-") || startswith(de->d_name, ".#"))
+                if (startswith(de->d_name, ".gc-") ||
+                    (startswith(de->d_name, ".#") && !startswith(de->d_name, ".#state.json.")))
                         (void) strv_extend(&names, de->d_name);
         closedir(d);
         STRV_FOREACH(n, names)

@@ -461,6 +461,7 @@ static void on_ready(Model *model, int error, const char *reason, void *userdata
                 return;
         if (error < 0) {
                 snprintf(buf, sizeof(buf), "model server not ready: %s", reason);
+                op->serving_failed = true;
                 log_event(LOG_WARNING, 0,
                           &(LogFields){.message_id = MK_MESSAGE_SERVE_READY, .model = model->name, .version = op->to,
                                        .from_version = op->from, .action = "ready", .reason = buf},
@@ -488,6 +489,7 @@ static void on_reloaded(Model *model, int error, const char *reason, void *userd
                 return;
         if (error < 0) {
                 snprintf(buf, sizeof(buf), "model server reload failed: %s", reason);
+                op->serving_failed = true;
                 log_event(LOG_WARNING, 0,
                           &(LogFields){.message_id = MK_MESSAGE_SERVE_RELOAD, .model = model->name, .version = op->to,
                                        .from_version = op->from, .action = "reload", .reason = buf},
@@ -568,8 +570,10 @@ static void activation_failed(Model *model, int error, const char *reason) {
         _cleanup_free_ char *failed = strdup(op->to), *why = strdup(reason ?: strerror(-error));
         int r;
 
-        /* A new version that failed verification, loading or readiness is not offered again. */
-        if (new_version && error != -ECANCELED) {
+        /* A new version that failed verification (corrupt: -EBADMSG), or that the model server could
+         * not load or never became ready with, is not offered again. A host problem (I/O error, no
+         * space, the agent killed by a timeout or the OOM killer) is not the version's fault. */
+        if (new_version && (error == -EBADMSG || op->serving_failed)) {
                 char job[32];
                 snprintf(job, sizeof(job), "%" PRIu64, model->job_id);
                 (void) model_state_file_quarantine(model->state, op->to);

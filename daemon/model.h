@@ -62,6 +62,7 @@ typedef struct ModelOp {
         char *import_dir;
         bool then_activate;
         bool failed_once;        /* an activation that already fell back */
+        bool serving_failed;     /* the model server could not load it or never became ready */
         char *failure;           /* why it fell back: the operation's outcome even if the restore works */
         char *result;            /* what a successful operation answers (default: the version) */
         sd_bus_message *reply;   /* a control API call waiting for the outcome */
