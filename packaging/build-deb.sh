@@ -41,15 +41,16 @@ mkdir "$work/modelkeeper"
 (cd "$src" && files | tar --no-recursion -cf - -T -) | tar -C "$work/modelkeeper" -xf -
 cp -a "$src/packaging/debian" "$work/modelkeeper/debian"
 
-echo "Building the package in $work (log: $out/$key.log)"
+echo "Building the package in $work"
 if ! (cd "$work/modelkeeper" && DEB_BUILD_OPTIONS="parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" \
-        dpkg-buildpackage -us -uc -b) >"$out/$key.log" 2>&1; then
-        tail -40 "$out/$key.log"
+        dpkg-buildpackage -us -uc -b) >"$work/build.log" 2>&1; then
+        tail -40 "$work/build.log"
         echo "FAIL: dpkg-buildpackage"
         exit 1
 fi
 mkdir -p "$work/result"
-mv "$work"/*.deb "$work"/*.buildinfo "$work"/*.changes "$work/result/"
-rm -rf "${out:?}/$key"
+mv "$work"/*.deb "$work"/*.buildinfo "$work"/*.changes "$work/build.log" "$work/result/"
+# One package at a time: what older sources built is of no use any more.
+find "$out" -mindepth 1 -maxdepth 1 ! -name "$(basename "$work")" -exec rm -rf {} +
 mv "$work/result" "$out/$key"
 ls "$out/$key"/modelkeeper_*.deb

@@ -12,7 +12,7 @@ set -euo pipefail
 
 MK_NSPAWN_CACHE=${MK_NSPAWN_CACHE:-/var/tmp/modelkeeper-nspawn}
 # What the container needs at run time (the binaries' libraries and the test peers).
-MK_NSPAWN_PACKAGES=systemd,systemd-sysv,dbus,libyaml-0-2,libjansson4,libcurl4,libssl3,ca-certificates,openssl,nginx-light,python3,python3-numpy
+MK_NSPAWN_PACKAGES=systemd,systemd-sysv,dbus,libpam-systemd,polkitd,libyaml-0-2,libjansson4,libcurl4,libssl3,ca-certificates,openssl,curl,nginx-light,python3,python3-numpy
 MK_NSPAWN_IMAGE="$MK_NSPAWN_CACHE/bookworm-$(printf %s "$MK_NSPAWN_PACKAGES" | sha256sum | cut -c1-12).tar"
 
 skip() {
