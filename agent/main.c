@@ -69,7 +69,7 @@ int agent_result_ok(Agent *a, json_t *data) {
         return agent_result(a, 0, data, NULL);
 }
 
-static int agent_result_errorv(Agent *a, int error, json_t *data, const char *fmt, va_list ap) {
+_printf_(4, 0) static int agent_result_errorv(Agent *a, int error, json_t *data, const char *fmt, va_list ap) {
         char reason[WIRE_REASON_MAX + 1];
 
         if (error >= 0)

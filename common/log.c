@@ -219,8 +219,8 @@ done:
                 free(items[i]);
 }
 
-static int log_dispatch(int level, int error, const char *file, int line, const char *func, const LogFields *f,
-                        const char *format, va_list ap) {
+_printf_(7, 0) static int log_dispatch(int level, int error, const char *file, int line, const char *func,
+                                       const LogFields *f, const char *format, va_list ap) {
         char buf[4096];
         int saved_errno = errno;
 

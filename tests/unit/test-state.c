@@ -7,7 +7,7 @@
 
 static void test_roundtrip(void **state) {
         _cleanup_(model_state_file_freep) ModelStateFile *s = NULL, *t = NULL;
-        _cleanup_free_ char *text = NULL, *dir = test_mkdtemp();
+        _cleanup_free_ char *dir = test_mkdtemp();
 
         assert_int_equal(model_state_file_new(&s), 0);
         assert_int_equal(model_state_file_set(&s->active, "3"), 0);
