@@ -250,10 +250,14 @@ if ! modelkeeperctl --help | grep -q "policy check"; then
         echo "NOT CHECKED: metric regression -> automatic rollback (the daemon has no metrics watch yet)"
 else
         [ $per_version = yes ] || metrics "tp_total=50&fp_total=40"
-        wait_for 60 sh -c 'journalctl -u modelkeeperd MODEL=digits ACTION=rollback -o json --no-pager | grep -q "\"RULE\":\"accuracy-floor\""' \
-                || fail "no automatic rollback on the regression"
+        # The rule's story (pending, firing: ACTION= is what it does) and the rollback itself.
+        rolled_back() { journalctl -u modelkeeperd MODEL=digits ACTION=rollback MESSAGE_ID=e447df6b424742089bfdda1c07207ae3 -o json --no-pager; }
+        wait_for 60 sh -c "$(declare -f rolled_back); rolled_back | grep -q ." || fail "no automatic rollback on the regression"
         journalctl -u modelkeeperd MODEL=digits ACTION=rollback --no-pager
-        journalctl -u modelkeeperd MODEL=digits ACTION=rollback -o json --no-pager | grep -q '"FROM_VERSION":"2"' || fail "rollback entry without FROM_VERSION=2"
+        entry=$(rolled_back | tail -1)
+        for field in '"RULE":"accuracy-floor"' '"FROM_VERSION":"2"' '"VERSION":"1"'; do
+                printf '%s' "$entry" | grep -qF "$field" || fail "the rollback entry lacks $field: $entry"
+        done
         wait_for 30 sh -c 'modelkeeperctl --json status digits | grep -q "\"active\": \"1\""' || fail "version 1 not active again"
         wait_for 10 sh -c 'curl -fsS http://127.0.0.1:8080/state | grep -q "versions/1/files"' || fail "the model server is not back on version 1: $(state)"
         journalctl -u modelkeeperd MODEL=digits ACTION=rollback -x --no-pager | grep -q "switched back" || fail "no catalog text for the rollback"
