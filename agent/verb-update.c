@@ -146,6 +146,10 @@ static int fetch_root(uint64_t version, void *userdata, char **ret, size_t *ret_
         if (r < 0)
                 return r;
         r = fetch_document(url, rf->opts, ROOT_DOCUMENT_MAX, ret, ret_size, NULL, &reason);
+        /* The end of the chain: 404 — or 403, which S3 answers for a missing object when the
+         * reader may not list the bucket (python-tuf treats both the same way). */
+        if (r == -EACCES)
+                r = -ENOENT;
         if (r < 0 && r != -ENOENT) {
                 rf->error = r;
                 free(rf->reason);
