@@ -360,8 +360,9 @@ static int run(Agent *a, int argc, char *argv[]) {
                 /* The runtime tree must stay traversable for the model server's user; only the
                  * model's own plaintext directory is closed. */
                 if ((r = mkdir_p(a->config->daemon.runtime_directory, 0755)) < 0 ||
-                    (r = mkdir_p(serve, 0755)) < 0 || (r = mkdir_p(model_plain, 0755)) < 0 ||
-                    (r = chmod(model_plain, 0750) < 0 ? -errno : 0) < 0 || (r = mkdir_p(model_state, 0700)) < 0)
+                    (r = mkdir_p(serve, 0755)) < 0 || (r = chmod(serve, 0755) < 0 ? -errno : 0) < 0 ||
+                    (r = mkdir_p(model_plain, 0755)) < 0 || (r = chmod(model_plain, 0750) < 0 ? -errno : 0) < 0 ||
+                    (r = mkdir_p(model_state, 0700)) < 0)
                         return agent_result_error(a, r, "cannot create the model's directories: %m");
                 writable[n++] = model_state;
                 writable[n++] = model_plain;

@@ -86,6 +86,9 @@ int store_open(const char *state_directory, const char *runtime_directory, const
         r = mkdir_p(plain, 0755);
         if (r < 0)
                 return r;
+        /* Shared by every model (each closes its own directory below): traversable for the model
+         * servers whatever the umask (the service runs with UMask=0077). */
+        (void) chmod(plain, 0755);
         plain_root = open_dir_at(AT_FDCWD, plain, false, 0);
         if (plain_root < 0)
                 return plain_root;
@@ -98,6 +101,7 @@ int store_open(const char *state_directory, const char *runtime_directory, const
                 r = mkdir_p(serve, 0755);
                 if (r < 0)
                         return r;
+                (void) chmod(serve, 0755);
                 if ((s->serve_fd = open_dir_at(AT_FDCWD, serve, false, 0)) < 0)
                         return s->serve_fd;
         }

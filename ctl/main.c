@@ -28,6 +28,8 @@ static const CtlVerb verbs[] = {
         {"import", 2, 5, verb_import, "import MODEL DIR [--version ID] [--activate]",
          "Add a version from a local directory"},
         {"reload", 0, 0, verb_reload, "reload", "Re-read the configuration (like systemctl reload)"},
+        {"units", 0, 2, verb_units, "units [--config PATH]",
+         "List the systemd units that model files may restart (offline; used by polkit)"},
         {"keygen", 2, 8, verb_keygen, "keygen --type ed25519|p256 --out KEY", "Create a signing key pair"},
         {"release-create", 0, 0, NULL, "release create --model M --channel C --version N DIR --repo REPO",
          "Publish files as an unsigned release (offline)"},
