@@ -191,7 +191,7 @@ int store_free_space(Store *s, uint64_t *ret) {
 
 int store_check_space(Store *s, uint64_t need, uint64_t reserve, char *reason, size_t reason_size) {
         char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX], c[FORMAT_BYTES_MAX];
-        uint64_t avail, want;
+        uint64_t avail = 0, want;
         int r;
 
         r = store_free_space(s, &avail);

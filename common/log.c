@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+/* We pass CODE_FILE/LINE/FUNC of the caller ourselves; without this the header would add the
+ * location of log.c a second time. */
+#define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 #include <time.h>
 
