@@ -49,6 +49,7 @@ enum {
 typedef struct Batch {
         uint8_t *buf; /* BATCH_CHUNKS slots of AGE_ENC_CHUNK_SIZE bytes */
         size_t fill;  /* seal: plaintext bytes (slot-wise); open: ciphertext bytes (contiguous) */
+        size_t used;  /* high-water mark of bytes of buf ever written, wiped when freed */
         size_t n_chunks;
         uint64_t first_counter;
         bool last_final; /* seal: the last chunk gets the last-chunk flag */
@@ -64,11 +65,19 @@ static int batch_alloc(Batch *b) {
         return b->buf ? 0 : -ENOMEM;
 }
 
-static void batch_done(Batch *b, size_t used) {
+static void batch_mark_used(Batch *b, size_t n) {
+        if (n > BATCH_SIZE)
+                n = BATCH_SIZE;
+        if (n > b->used)
+                b->used = n;
+}
+
+static void batch_done(Batch *b) {
         if (!b->buf)
                 return;
-        /* Opened batches hold plaintext, sealed ones may hold a not yet encrypted tail. */
-        OPENSSL_cleanse(b->buf, MIN(used, BATCH_SIZE));
+        /* Opened batches hold plaintext (also beyond the last, smaller batch), sealed ones may
+         * hold a not yet encrypted tail. */
+        OPENSSL_cleanse(b->buf, b->used);
         free(b->buf);
         b->buf = NULL;
 }
@@ -338,7 +347,7 @@ AgeSealer *age_sealer_free(AgeSealer *s) {
         pool_free(s->pool);
         EVP_CIPHER_CTX_free(s->ctx);
         for (unsigned i = 0; i < 2; i++)
-                batch_done(&s->batch[i], DIV_ROUND_UP(s->batch[i].fill, AGE_CHUNK_SIZE) * AGE_ENC_CHUNK_SIZE);
+                batch_done(&s->batch[i]);
         OPENSSL_cleanse(s->key, sizeof(s->key));
         free(s);
         return NULL;
@@ -404,6 +413,7 @@ static int sealer_emit(AgeSealer *s, Batch *b) {
                 total += b->size[i] + AGE_TAG_SIZE;
         }
         /* Every chunk but the last is full, so the ciphertext is contiguous in the slots. */
+        batch_mark_used(b, total);
         r = stream_write(&s->out, b->buf, total);
         if (r < 0)
                 return stream_error(r);
@@ -451,6 +461,7 @@ int age_sealer_write(AgeSealer *s, const void *buf, size_t n) {
                 off = b->fill % AGE_CHUNK_SIZE;
                 k = MIN(n, AGE_CHUNK_SIZE - off);
                 memcpy(b->buf + slot * AGE_ENC_CHUNK_SIZE + off, p, k);
+                batch_mark_used(b, slot * AGE_ENC_CHUNK_SIZE + off + k);
                 b->fill += k;
                 s->size += k;
                 p += k;
@@ -543,7 +554,9 @@ int age_seal_fd(const AgeRecipient *recipients, size_t n_recipients, int in_fd, 
                 else {
                         a->fill = BATCH_PLAIN_SIZE;
                         b->fill = (size_t) k - room;
+                        batch_mark_used(b, b->fill);
                 }
+                batch_mark_used(a, DIV_ROUND_UP(a->fill, AGE_CHUNK_SIZE) * AGE_ENC_CHUNK_SIZE);
                 s->size += (uint64_t) k;
 
                 if (b->fill > 0) {
@@ -584,7 +597,7 @@ AgeOpener *age_opener_free(AgeOpener *o) {
                 return NULL;
         pool_free(o->pool);
         EVP_CIPHER_CTX_free(o->ctx);
-        batch_done(&o->batch, o->batch.fill);
+        batch_done(&o->batch);
         free(o->pre);
         OPENSSL_cleanse(o->key, sizeof(o->key));
         free(o);
@@ -739,6 +752,7 @@ static int opener_next_batch(AgeOpener *o) {
                 b->fill += (size_t) k;
         }
 
+        batch_mark_used(b, b->fill);
         if (b->fill == 0)
                 return opener_fail(o, -AGE_ERROR_PAYLOAD,
                                    o->counter == 0 ? "payload has no chunks" : "payload truncated: no final chunk");

@@ -552,7 +552,7 @@ AgeHeader *age_header_free(AgeHeader *h) {
 static int next_line(const char *data, size_t size, size_t *pos, const char **ret_line, size_t *ret_len,
                      const char **ret_reason) {
         size_t avail = size - *pos, scan = MIN(avail, (size_t) AGE_HEADER_LINE_MAX + 1);
-        const char *nl = memchr(data + *pos, '\n', scan);
+        const char *nl = scan > 0 ? memchr(data + *pos, '\n', scan) : NULL;
 
         if (!nl) {
                 if (avail > AGE_HEADER_LINE_MAX) {

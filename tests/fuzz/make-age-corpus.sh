@@ -1,15 +1,16 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# Regenerate tests/fuzz/corpus/age-header: files sealed to the fuzz target's fixed identity by
-# mk-age and by the reference age tool, plus hand-written headers. Usage: make-age-corpus.sh MK_AGE
+# Regenerate the seed files of tests/fuzz/corpus/age-header: files sealed to the fuzz target's
+# fixed identity by mk-age and by the reference age tool, plus hand-written headers. The files
+# named by a SHA-1 are inputs libFuzzer found (-merge=1), kept as they are.
+# Usage: make-age-corpus.sh MK_AGE
 set -euo pipefail
 
 MK_AGE=$(realpath "$1")
 R=age1plxknwcxmncxp0a9kfga7trs660zejzf4y9clyzeadjlrmw63q3q086pvf
 OTHER=age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj
 out=$(dirname "$0")/corpus/age-header
-rm -rf "$out"
 mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
