@@ -24,12 +24,15 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "age-internal.h"
 #include "fileio.h"
 
+#ifndef BATCH_CHUNKS
 #define BATCH_CHUNKS     32U
+#endif
 #define BATCH_SIZE       ((size_t) BATCH_CHUNKS * AGE_ENC_CHUNK_SIZE)
 #define BATCH_PLAIN_SIZE ((size_t) BATCH_CHUNKS * AGE_CHUNK_SIZE)
 #define HEADER_READ_SIZE (16U * 1024U)
@@ -54,9 +57,31 @@ typedef struct Batch {
         uint64_t first_counter;
         bool last_final; /* seal: the last chunk gets the last-chunk flag */
         bool at_eof;     /* open: the input ended right after this batch */
+        bool eof_seen;   /* filling it ended with a read that returned 0 */
         uint32_t size[BATCH_CHUNKS]; /* seal: plaintext bytes; open: ciphertext bytes with the tag */
         int8_t result[BATCH_CHUNKS];
+
+        /* Worker pool bookkeeping, under Pool.mutex. */
+        struct Batch *queue_next;
+        size_t next_chunk; /* next chunk to hand out */
+        size_t pending;    /* chunks not processed yet */
+
+        /* fd pipeline (open): what follows this batch, NEXT_* or a negative errno from reading it. */
+        int next;
+        /* fd pipeline: instead of data, this batch carries this error to the writer, in order. */
+        int error;
+        const char *error_reason;
 } Batch;
+
+/* What follows a batch of ciphertext. */
+#define NEXT_EOF     0
+#define NEXT_UNKNOWN 1
+#define NEXT_DATA    2
+
+/* batch_verdict() results besides errors. */
+#define VERDICT_DONE      0
+#define VERDICT_CONTINUE  1
+#define VERDICT_NEED_NEXT 2
 
 static int batch_alloc(Batch *b) {
         if (b->buf)
@@ -200,48 +225,79 @@ static int8_t process_chunk(EVP_CIPHER_CTX *ctx, Batch *b, size_t i, bool encryp
 
 /* ---- worker pool ----------------------------------------------------------------------------- */
 
-typedef struct Pool {
+/*
+ * Batches are submitted in stream order; workers take chunks from the oldest batch that still has
+ * some, so a batch completes roughly in order. Each worker has its own cipher context, made up
+ * front so that a pool either fully works or is not made at all (then everything runs in the
+ * calling thread, which is always correct, only slower).
+ */
+
+typedef struct Pool Pool;
+
+typedef struct PoolWorker {
+        Pool *pool;
+        EVP_CIPHER_CTX *ctx;
+        pthread_t thread;
+        bool started;
+} PoolWorker;
+
+struct Pool {
         pthread_mutex_t mutex;
         pthread_cond_t work, done;
-        pthread_t threads[AGE_JOBS_MAX];
-        unsigned n_threads;
-        const uint8_t *key; /* the owner's payload key, outlives the pool */
+        PoolWorker workers[AGE_JOBS_MAX];
+        unsigned n_workers;
         bool encrypt;
-        Batch *batch; /* the batch being processed, or NULL */
-        size_t next;  /* next chunk index to hand out */
-        size_t pending;
+        Batch *head, *tail; /* submitted batches with chunks not handed out yet */
         bool quit;
-} Pool;
+};
+
+/* Under the mutex: the next chunk to process, from the oldest batch (only from `only` if set). */
+static bool pool_take_locked(Pool *p, const Batch *only, Batch **ret, size_t *ret_i) {
+        Batch *b = p->head;
+
+        if (!b || (only && b != only))
+                return false;
+        *ret = b;
+        *ret_i = b->next_chunk++;
+        if (b->next_chunk >= b->n_chunks) {
+                p->head = b->queue_next;
+                if (!p->head)
+                        p->tail = NULL;
+        }
+        return true;
+}
+
+static void pool_chunk_done_locked(Pool *p, Batch *b) {
+        if (--b->pending == 0)
+                pthread_cond_broadcast(&p->done);
+}
 
 static void *pool_worker(void *userdata) {
-        Pool *p = userdata;
-        EVP_CIPHER_CTX *ctx = chunk_ctx_new(p->key, p->encrypt);
+        PoolWorker *w = userdata;
+        Pool *p = w->pool;
 
         pthread_mutex_lock(&p->mutex);
         for (;;) {
                 Batch *b;
                 size_t i;
 
-                /* Without a context this worker just never takes work; the caller always does. */
-                while (!p->quit && (!ctx || !p->batch || p->next >= p->batch->n_chunks))
+                while (!p->quit && !p->head)
                         pthread_cond_wait(&p->work, &p->mutex);
                 if (p->quit)
                         break;
-                b = p->batch;
-                i = p->next++;
+                (void) pool_take_locked(p, NULL, &b, &i);
                 pthread_mutex_unlock(&p->mutex);
 
-                b->result[i] = process_chunk(ctx, b, i, p->encrypt);
+                b->result[i] = process_chunk(w->ctx, b, i, p->encrypt);
 
                 pthread_mutex_lock(&p->mutex);
-                if (--p->pending == 0)
-                        pthread_cond_signal(&p->done);
+                pool_chunk_done_locked(p, b);
         }
         pthread_mutex_unlock(&p->mutex);
-        EVP_CIPHER_CTX_free(ctx);
         return NULL;
 }
 
+/* Stops the workers (they finish the chunk in hand, queued work is dropped) and joins them. */
 static Pool *pool_free(Pool *p) {
         if (!p)
                 return NULL;
@@ -249,8 +305,11 @@ static Pool *pool_free(Pool *p) {
         p->quit = true;
         pthread_cond_broadcast(&p->work);
         pthread_mutex_unlock(&p->mutex);
-        for (unsigned i = 0; i < p->n_threads; i++)
-                (void) pthread_join(p->threads[i], NULL);
+        for (unsigned i = 0; i < p->n_workers; i++)
+                if (p->workers[i].started)
+                        (void) pthread_join(p->workers[i].thread, NULL);
+        for (unsigned i = 0; i < p->n_workers; i++)
+                EVP_CIPHER_CTX_free(p->workers[i].ctx);
         pthread_cond_destroy(&p->work);
         pthread_cond_destroy(&p->done);
         pthread_mutex_destroy(&p->mutex);
@@ -258,12 +317,24 @@ static Pool *pool_free(Pool *p) {
         return NULL;
 }
 
-/* Start n_threads workers; fewer (or none: NULL) when threads cannot be had, which only costs speed. */
-static Pool *pool_new(unsigned n_threads, const uint8_t *key, bool encrypt) {
+/* Workers must never receive process signals (the daemon and the agent handle those in their main
+ * thread); a new thread inherits the mask of the thread that creates it. */
+static int thread_create_nosignals(pthread_t *ret, void *(*fn)(void *), void *userdata) {
         sigset_t all, old;
+        int r;
+
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        r = pthread_create(ret, NULL, fn, userdata);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return -r;
+}
+
+/* n workers, or NULL when that many cannot be had (only speed is lost). */
+static Pool *pool_new(unsigned n, const uint8_t *key, bool encrypt) {
         Pool *p;
 
-        if (n_threads == 0)
+        if (n == 0 || n > AGE_JOBS_MAX)
                 return NULL;
         p = calloc(1, sizeof(*p));
         if (!p)
@@ -271,48 +342,63 @@ static Pool *pool_new(unsigned n_threads, const uint8_t *key, bool encrypt) {
         pthread_mutex_init(&p->mutex, NULL);
         pthread_cond_init(&p->work, NULL);
         pthread_cond_init(&p->done, NULL);
-        p->key = key;
         p->encrypt = encrypt;
 
-        /* Workers must never receive process signals (the daemon and agent handle those in the
-         * main thread); a new thread inherits the creating thread's mask. */
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
-        for (unsigned i = 0; i < MIN(n_threads, AGE_JOBS_MAX); i++) {
-                if (pthread_create(&p->threads[p->n_threads], NULL, pool_worker, p) != 0)
-                        break;
-                p->n_threads++;
+        for (unsigned i = 0; i < n; i++) {
+                p->workers[i] = (PoolWorker){.pool = p, .ctx = chunk_ctx_new(key, encrypt)};
+                p->n_workers++;
+                if (!p->workers[i].ctx ||
+                    thread_create_nosignals(&p->workers[i].thread, pool_worker, &p->workers[i]) < 0)
+                        return pool_free(p);
+                p->workers[i].started = true;
         }
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-
-        if (p->n_threads == 0)
-                return pool_free(p);
         return p;
 }
 
-/* Process every chunk of b, in parallel when there is a pool; returns when all are done. */
+static void pool_submit(Pool *p, Batch *b) {
+        assert_se(b->n_chunks > 0);
+        pthread_mutex_lock(&p->mutex);
+        b->next_chunk = 0;
+        b->pending = b->n_chunks;
+        b->queue_next = NULL;
+        if (p->tail)
+                p->tail->queue_next = b;
+        else
+                p->head = b;
+        p->tail = b;
+        pthread_cond_broadcast(&p->work);
+        pthread_mutex_unlock(&p->mutex);
+}
+
+static void pool_wait(Pool *p, Batch *b) {
+        pthread_mutex_lock(&p->mutex);
+        while (b->pending > 0)
+                pthread_cond_wait(&p->done, &p->mutex);
+        pthread_mutex_unlock(&p->mutex);
+}
+
+/* Process every chunk of b and return when all are done: in parallel when there is a pool, with
+ * the calling thread taking chunks too. */
 static void pool_run(Pool *p, EVP_CIPHER_CTX *ctx, Batch *b, bool encrypt) {
+        Batch *got;
+        size_t i;
+
         if (!p || b->n_chunks < 2) {
-                for (size_t i = 0; i < b->n_chunks; i++)
+                for (i = 0; i < b->n_chunks; i++)
                         b->result[i] = process_chunk(ctx, b, i, encrypt);
                 return;
         }
 
+        pool_submit(p, b);
         pthread_mutex_lock(&p->mutex);
-        p->batch = b;
-        p->next = 0;
-        p->pending = b->n_chunks;
-        pthread_cond_broadcast(&p->work);
-        while (p->next < b->n_chunks) {
-                size_t i = p->next++;
+        while (pool_take_locked(p, b, &got, &i)) {
                 pthread_mutex_unlock(&p->mutex);
                 b->result[i] = process_chunk(ctx, b, i, encrypt);
                 pthread_mutex_lock(&p->mutex);
-                p->pending--;
+                pool_chunk_done_locked(p, b);
         }
-        while (p->pending > 0)
+        while (b->pending > 0)
                 pthread_cond_wait(&p->done, &p->mutex);
-        p->batch = NULL;
         pthread_mutex_unlock(&p->mutex);
 }
 
@@ -322,6 +408,397 @@ static unsigned jobs_resolve(unsigned jobs) {
                 jobs = n > 0 ? (unsigned) MIN(n, (long) AGE_JOBS_MAX) : 1;
         }
         return MIN(jobs, AGE_JOBS_MAX);
+}
+
+/* ---- deciding what to release --------------------------------------------------------------- */
+
+/*
+ * What of an opened batch may be released, and what comes next. *ret_n is the number of chunks
+ * to release, in order, from the start of the batch: everything before the first chunk that did
+ * not authenticate. `next` says what follows the batch: NEXT_EOF, NEXT_DATA, NEXT_UNKNOWN, or a
+ * negative errno from reading it. Returns VERDICT_CONTINUE (go on with the next batch),
+ * VERDICT_DONE (authenticated end: a final chunk, then EOF), VERDICT_NEED_NEXT (can only tell with
+ * `next` known), or a negative errno, to be reported after the release.
+ */
+static int batch_verdict(const Batch *b, int next, size_t *ret_n, const char **ret_reason) {
+        for (size_t i = 0; i < b->n_chunks; i++) {
+                bool last = i + 1 == b->n_chunks;
+
+                switch (b->result[i]) {
+                case CHUNK_MORE:
+                        if (!last)
+                                continue;
+                        *ret_n = i + 1;
+                        if (next == NEXT_EOF) {
+                                *ret_reason = "payload truncated: no final chunk";
+                                return -AGE_ERROR_PAYLOAD;
+                        }
+                        if (next < 0) {
+                                *ret_reason = "read error";
+                                return next;
+                        }
+                        return VERDICT_CONTINUE;
+                case CHUNK_FINAL:
+                        *ret_n = i + 1;
+                        if (!last || next == NEXT_DATA) {
+                                *ret_reason = "data after the final chunk";
+                                return -AGE_ERROR_PAYLOAD;
+                        }
+                        if (next == NEXT_UNKNOWN)
+                                return VERDICT_NEED_NEXT;
+                        if (next < 0) {
+                                *ret_reason = "read error";
+                                return next;
+                        }
+                        return VERDICT_DONE;
+                case CHUNK_BAD_EMPTY:
+                        *ret_n = i;
+                        *ret_reason = "empty final chunk after other chunks";
+                        return -AGE_ERROR_PAYLOAD;
+                case CHUNK_BAD_SHORT:
+                        *ret_n = i;
+                        *ret_reason = "payload chunk shorter than its tag";
+                        return -AGE_ERROR_PAYLOAD;
+                case CHUNK_BAD_TAG:
+                        *ret_n = i;
+                        *ret_reason = "payload chunk does not authenticate";
+                        return -AGE_ERROR_PAYLOAD;
+                default:
+                        *ret_n = i;
+                        *ret_reason = "decryption failed";
+                        return -EIO;
+                }
+        }
+        assert_not_reached();
+}
+
+static size_t chunk_plain_size(const Batch *b, size_t i) {
+        return b->size[i] - AGE_TAG_SIZE;
+}
+
+/* Read plaintext from an fd into the free part of the slots, until the batch is full or EOF. */
+static int fill_plain_fd(int fd, Batch *b) {
+        b->eof_seen = false;
+        while (b->fill < BATCH_PLAIN_SIZE) {
+                struct iovec iov[BATCH_CHUNKS];
+                size_t n_iov = 0;
+                ssize_t k;
+
+                for (size_t pos = b->fill; pos < BATCH_PLAIN_SIZE;) {
+                        size_t slot = pos / AGE_CHUNK_SIZE, off = pos % AGE_CHUNK_SIZE;
+                        iov[n_iov++] = (struct iovec){b->buf + slot * AGE_ENC_CHUNK_SIZE + off, AGE_CHUNK_SIZE - off};
+                        pos += AGE_CHUNK_SIZE - off;
+                }
+                k = readv(fd, iov, (int) n_iov);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0) {
+                        b->eof_seen = true;
+                        break;
+                }
+                b->fill += (size_t) k;
+        }
+        batch_mark_used(b, DIV_ROUND_UP(b->fill, AGE_CHUNK_SIZE) * AGE_ENC_CHUNK_SIZE);
+        return 0;
+}
+
+/* Number the chunks of a batch of plaintext; every chunk but the last is full. */
+static void batch_prepare_plain(Batch *b, uint64_t *counter, bool last_final) {
+        b->n_chunks = b->fill == 0 ? 1 : DIV_ROUND_UP(b->fill, AGE_CHUNK_SIZE);
+        for (size_t i = 0; i < b->n_chunks; i++)
+                b->size[i] = (uint32_t) MIN((size_t) AGE_CHUNK_SIZE, b->fill - i * AGE_CHUNK_SIZE);
+        b->last_final = last_final;
+        b->first_counter = *counter;
+        *counter += b->n_chunks;
+}
+
+/* Cut a batch of ciphertext into chunks; only the last may be short (it is at EOF). */
+static void batch_prepare_cipher(Batch *b, uint64_t *counter) {
+        b->n_chunks = DIV_ROUND_UP(b->fill, AGE_ENC_CHUNK_SIZE);
+        for (size_t i = 0; i < b->n_chunks; i++)
+                b->size[i] = (uint32_t) MIN((size_t) AGE_ENC_CHUNK_SIZE, b->fill - i * AGE_ENC_CHUNK_SIZE);
+        b->at_eof = b->eof_seen;
+        b->first_counter = *counter;
+        *counter += b->n_chunks;
+}
+
+static int writev_all(int fd, struct iovec *iov, size_t n) {
+        while (n > 0) {
+                ssize_t k = writev(fd, iov, (int) n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -EIO;
+                while (n > 0 && (size_t) k >= iov->iov_len) {
+                        k -= (ssize_t) iov->iov_len;
+                        iov++;
+                        n--;
+                }
+                if (n > 0) {
+                        iov->iov_base = (uint8_t *) iov->iov_base + k;
+                        iov->iov_len -= (size_t) k;
+                }
+        }
+        return 0;
+}
+
+/* Write the plaintext of chunks [first, n) of an opened batch (skipping `skip` bytes of the first). */
+static int write_released_fd(int fd, const Batch *b, size_t first, size_t skip, size_t n, uint64_t *written) {
+        struct iovec iov[BATCH_CHUNKS];
+        size_t n_iov = 0, total = 0;
+        int r;
+
+        for (size_t i = first; i < n; i++) {
+                size_t off = i == first ? skip : 0, len = chunk_plain_size(b, i) - off;
+                if (len == 0)
+                        continue;
+                iov[n_iov++] = (struct iovec){b->buf + i * AGE_ENC_CHUNK_SIZE + off, len};
+                total += len;
+        }
+        r = writev_all(fd, iov, n_iov);
+        if (r < 0)
+                return r;
+        *written += total;
+        return 0;
+}
+
+/* ---- fd pipeline ------------------------------------------------------------------------------ */
+
+/*
+ * age_seal_fd() and age_open_fd() with more than one job: three stages that overlap, on a ring of
+ * PIPE_BATCHES batch buffers. The calling thread reads batches and submits them to the worker
+ * pool; the pool encrypts or decrypts; one writer thread takes the batches in stream order, waits
+ * for their chunks, decides what may be released (batch_verdict(), the same rules as everywhere)
+ * and writes. Reading, crypto and the kernel's write work then run at the same time instead of
+ * one after the other. The streaming APIs (AgeSealer, AgeOpener) do not use this: their callbacks
+ * belong to the caller's thread.
+ */
+
+#define PIPE_BATCHES 4
+
+typedef struct Pipe {
+        pthread_mutex_t mutex;
+        pthread_cond_t cond;
+        Batch batch[PIPE_BATCHES];
+        Batch *free_batches[PIPE_BATCHES];
+        size_t n_free;
+        Batch *queue[PIPE_BATCHES]; /* ring, in stream order, for the writer */
+        size_t q_head, q_len;
+        bool closed;                /* the reader enqueues nothing more */
+        bool stop;                  /* the writer reached a verdict: the reader stops */
+        int result;                 /* the verdict: 0 (authenticated end) or a negative errno */
+        const char *reason;
+        Pool *pool;
+        bool encrypt;
+        int fd;
+        pthread_t writer;
+        bool writer_started;
+        uint64_t written; /* plaintext written (open) */
+} Pipe;
+
+static Pipe *pipe_free(Pipe *p) {
+        if (!p)
+                return NULL;
+        if (p->writer_started) {
+                pthread_mutex_lock(&p->mutex);
+                p->closed = true;
+                pthread_cond_broadcast(&p->cond);
+                pthread_mutex_unlock(&p->mutex);
+                (void) pthread_join(p->writer, NULL);
+        }
+        /* Only now: the writer may have been waiting for the pool. */
+        pool_free(p->pool);
+        for (size_t i = 0; i < PIPE_BATCHES; i++)
+                batch_done(&p->batch[i]);
+        pthread_cond_destroy(&p->cond);
+        pthread_mutex_destroy(&p->mutex);
+        free(p);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(Pipe *, pipe_free);
+
+/* Sealed batch: all chunks must have been encrypted; the ciphertext is contiguous. */
+static int pipe_write_sealed(Pipe *p, Batch *b, const char **ret_reason) {
+        size_t total = 0;
+        int r;
+
+        for (size_t i = 0; i < b->n_chunks; i++) {
+                if (b->result[i] != CHUNK_MORE) {
+                        *ret_reason = "encryption failed";
+                        return -EIO;
+                }
+                total += b->size[i] + AGE_TAG_SIZE;
+        }
+        batch_mark_used(b, total);
+        r = loop_write(p->fd, b->buf, total);
+        if (r < 0) {
+                *ret_reason = "write error";
+                return r;
+        }
+        return b->last_final ? VERDICT_DONE : VERDICT_CONTINUE;
+}
+
+static int pipe_write_opened(Pipe *p, Batch *b, const char **ret_reason) {
+        size_t n = 0;
+        int v, r;
+
+        v = batch_verdict(b, b->next, &n, ret_reason);
+        assert_se(v != VERDICT_NEED_NEXT); /* the reader always says what follows */
+        r = write_released_fd(p->fd, b, 0, 0, n, &p->written);
+        if (r < 0) {
+                *ret_reason = "write error";
+                return r;
+        }
+        return v;
+}
+
+static void *pipe_writer(void *userdata) {
+        Pipe *p = userdata;
+
+        for (;;) {
+                const char *reason = NULL;
+                Batch *b;
+                int v;
+
+                pthread_mutex_lock(&p->mutex);
+                while (p->q_len == 0 && !p->closed)
+                        pthread_cond_wait(&p->cond, &p->mutex);
+                if (p->q_len == 0) {
+                        /* Closed without a last batch: only when the reader gave up. */
+                        if (!p->stop) {
+                                p->stop = true;
+                                p->result = -EIO;
+                                p->reason = "internal error";
+                        }
+                        pthread_mutex_unlock(&p->mutex);
+                        break;
+                }
+                b = p->queue[p->q_head];
+                pthread_mutex_unlock(&p->mutex);
+
+                if (b->error < 0) {
+                        v = b->error;
+                        reason = b->error_reason;
+                } else {
+                        pool_wait(p->pool, b);
+                        v = p->encrypt ? pipe_write_sealed(p, b, &reason) : pipe_write_opened(p, b, &reason);
+                }
+
+                pthread_mutex_lock(&p->mutex);
+                p->q_head = (p->q_head + 1) % PIPE_BATCHES;
+                p->q_len--;
+                p->free_batches[p->n_free++] = b;
+                if (v != VERDICT_CONTINUE) {
+                        p->stop = true;
+                        p->result = v;
+                        p->reason = reason;
+                }
+                pthread_cond_broadcast(&p->cond);
+                pthread_mutex_unlock(&p->mutex);
+                if (v != VERDICT_CONTINUE)
+                        break;
+        }
+        return NULL;
+}
+
+/* -EAGAIN when threads or memory cannot be had: the caller then does the work itself. */
+static int pipe_new(const uint8_t *key, bool encrypt, unsigned jobs, int fd, Pipe **ret) {
+        _cleanup_(pipe_freep) Pipe *p = NULL;
+
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        pthread_mutex_init(&p->mutex, NULL);
+        pthread_cond_init(&p->cond, NULL);
+        p->encrypt = encrypt;
+        p->fd = fd;
+        for (size_t i = 0; i < PIPE_BATCHES; i++) {
+                if (batch_alloc(&p->batch[i]) < 0)
+                        return -EAGAIN;
+                p->free_batches[p->n_free++] = &p->batch[i];
+        }
+        p->pool = pool_new(jobs, key, encrypt);
+        if (!p->pool)
+                return -EAGAIN;
+        if (thread_create_nosignals(&p->writer, pipe_writer, p) < 0)
+                return -EAGAIN;
+        p->writer_started = true;
+
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/* A free batch, or NULL once the writer has stopped. */
+static Batch *pipe_acquire(Pipe *p) {
+        Batch *b = NULL;
+
+        pthread_mutex_lock(&p->mutex);
+        while (p->n_free == 0 && !p->stop)
+                pthread_cond_wait(&p->cond, &p->mutex);
+        if (!p->stop) {
+                b = p->free_batches[--p->n_free];
+                b->fill = 0;
+                b->n_chunks = 0;
+                b->error = 0;
+                b->error_reason = NULL;
+                b->next = NEXT_UNKNOWN;
+                b->last_final = false;
+                b->at_eof = false;
+        }
+        pthread_mutex_unlock(&p->mutex);
+        return b;
+}
+
+static void pipe_release(Pipe *p, Batch *b) {
+        pthread_mutex_lock(&p->mutex);
+        p->free_batches[p->n_free++] = b;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->mutex);
+}
+
+static void pipe_enqueue(Pipe *p, Batch *b) {
+        pthread_mutex_lock(&p->mutex);
+        assert_se(p->q_len < PIPE_BATCHES);
+        p->queue[(p->q_head + p->q_len) % PIPE_BATCHES] = b;
+        p->q_len++;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->mutex);
+}
+
+static void pipe_enqueue_error(Pipe *p, Batch *b, int error, const char *reason) {
+        b->error = error;
+        b->error_reason = reason;
+        pipe_enqueue(p, b);
+}
+
+/* Close the queue, wait for the writer's verdict. */
+static int pipe_finish(Pipe *p, const char **ret_reason) {
+        pthread_mutex_lock(&p->mutex);
+        p->closed = true;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->mutex);
+        (void) pthread_join(p->writer, NULL);
+        p->writer_started = false;
+        if (ret_reason)
+                *ret_reason = p->reason;
+        return p->result;
+}
+
+/* Does an fd have more than one batch of data left? Pipes and the like: maybe, so yes. */
+static bool fd_worth_pipelining(int fd, size_t batch) {
+        struct stat st;
+        off_t pos;
+
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return true;
+        pos = lseek(fd, 0, SEEK_CUR);
+        return pos < 0 || st.st_size - pos > (off_t) batch;
 }
 
 /* ---- sealing ------------------------------------------------------------------------------- */
@@ -396,7 +873,7 @@ int age_sealer_new(const AgeRecipient *recipients, size_t n_recipients, const St
         return 0;
 }
 
-/* Encrypt a prepared batch and write it out. */
+/* Encrypt a batch numbered by batch_prepare_plain() and write it out. */
 static int sealer_emit(AgeSealer *s, Batch *b) {
         size_t total = 0;
         int r;
@@ -405,7 +882,6 @@ static int sealer_emit(AgeSealer *s, Batch *b) {
                 s->pool_tried = true;
                 s->pool = pool_new(s->jobs - 1, s->key, true);
         }
-        b->first_counter = s->counter;
         pool_run(s->pool, s->ctx, b, true);
         for (size_t i = 0; i < b->n_chunks; i++) {
                 if (b->result[i] != CHUNK_MORE)
@@ -417,7 +893,6 @@ static int sealer_emit(AgeSealer *s, Batch *b) {
         r = stream_write(&s->out, b->buf, total);
         if (r < 0)
                 return stream_error(r);
-        s->counter += b->n_chunks;
         b->fill = 0;
         return 0;
 }
@@ -425,10 +900,7 @@ static int sealer_emit(AgeSealer *s, Batch *b) {
 /* A full batch, known not to hold the last chunk because more data follows. */
 static int sealer_flush_full(AgeSealer *s, Batch *b) {
         assert_se(b->fill == BATCH_PLAIN_SIZE);
-        b->n_chunks = BATCH_CHUNKS;
-        b->last_final = false;
-        for (size_t i = 0; i < BATCH_CHUNKS; i++)
-                b->size[i] = AGE_CHUNK_SIZE;
+        batch_prepare_plain(b, &s->counter, false);
         return sealer_emit(s, b);
 }
 
@@ -493,11 +965,7 @@ int age_sealer_finish(AgeSealer *s) {
         /* The final chunk is never empty unless the whole payload is (c2sp.org/age): a batch is
          * only flushed once more data has arrived, so this one is empty only for empty input. */
         assert_se(b->fill > 0 || s->counter == 0);
-        b->n_chunks = b->fill == 0 ? 1 : DIV_ROUND_UP(b->fill, AGE_CHUNK_SIZE);
-        for (size_t i = 0; i < b->n_chunks; i++)
-                b->size[i] = (uint32_t) MIN((size_t) AGE_CHUNK_SIZE, b->fill - i * AGE_CHUNK_SIZE);
-        b->last_final = true;
-
+        batch_prepare_plain(b, &s->counter, true);
         r = sealer_emit(s, b);
         if (r < 0)
                 return (s->error = r);
@@ -507,6 +975,62 @@ int age_sealer_finish(AgeSealer *s) {
 
 uint64_t age_sealer_plaintext_size(const AgeSealer *s) {
         return s ? s->size : 0;
+}
+
+/* The calling thread reads; a batch is numbered and submitted once the next read tells whether it
+ * holds the final chunk. */
+static int seal_fd_pipelined(AgeSealer *s, int in_fd, int out_fd, bool *ret_ran) {
+        _cleanup_(pipe_freep) Pipe *p = NULL;
+        Batch *prev = NULL;
+        int r;
+
+        r = pipe_new(s->key, true, s->jobs, out_fd, &p);
+        if (r < 0)
+                return r;
+        *ret_ran = true;
+
+        for (;;) {
+                Batch *b = pipe_acquire(p);
+                if (!b)
+                        break; /* the writer failed */
+
+                r = fill_plain_fd(in_fd, b);
+                if (r < 0) {
+                        pipe_enqueue_error(p, prev ?: b, r, "read error");
+                        if (prev)
+                                pipe_release(p, b);
+                        break;
+                }
+                s->size += b->fill;
+
+                if (prev) {
+                        /* prev is full; it holds the final chunk only if nothing follows. */
+                        batch_prepare_plain(prev, &s->counter, b->fill == 0);
+                        pool_submit(p->pool, prev);
+                        pipe_enqueue(p, prev);
+                        prev = NULL;
+                        if (b->fill == 0) {
+                                pipe_release(p, b);
+                                break;
+                        }
+                }
+                if (b->eof_seen) {
+                        /* A short batch ended at EOF (or the input is empty: one empty final chunk).
+                         * Never read again after EOF: a terminal could give more, and a short
+                         * chunk in the middle would make an invalid file. */
+                        batch_prepare_plain(b, &s->counter, true);
+                        pool_submit(p->pool, b);
+                        pipe_enqueue(p, b);
+                        break;
+                }
+                prev = b;
+        }
+
+        r = pipe_finish(p, NULL);
+        if (r < 0)
+                return r;
+        s->finished = true;
+        return 0;
 }
 
 int age_seal_fd(const AgeRecipient *recipients, size_t n_recipients, int in_fd, int out_fd, unsigned jobs) {
@@ -520,9 +1044,18 @@ int age_seal_fd(const AgeRecipient *recipients, size_t n_recipients, int in_fd, 
         r = age_sealer_new(recipients, n_recipients, &w, jobs, &s);
         if (r < 0)
                 return r;
+
+        if (s->jobs > 1 && fd_worth_pipelining(in_fd, BATCH_PLAIN_SIZE)) {
+                bool ran = false;
+
+                r = seal_fd_pipelined(s, in_fd, out_fd, &ran);
+                if (ran || r != -EAGAIN)
+                        return r;
+                /* No threads to be had: nothing was read or written yet, do it here. */
+        }
+
         if (batch_alloc(&s->batch[0]) < 0 || batch_alloc(&s->batch[1]) < 0)
                 return -ENOMEM;
-
         for (;;) {
                 Batch *a = &s->batch[s->cur], *b = &s->batch[s->cur ^ 1];
                 struct iovec iov[BATCH_CHUNKS + 1];
@@ -703,33 +1236,10 @@ int age_opener_new(AgeIdentity *const *identities, size_t n_identities, const St
         return 0;
 }
 
-/* Check that nothing follows the final chunk. */
-static int opener_expect_eof(AgeOpener *o) {
-        uint8_t x;
-        ssize_t k;
-
-        k = stream_read(&o->in, &x, 1);
-        if (k < 0)
-                return opener_fail(o, stream_error((int) k), "read error");
-        if (k > 0)
-                return opener_fail(o, -AGE_ERROR_PAYLOAD, "data after the final chunk");
-        o->done = true;
-        return 0;
-}
-
-/* Read, decrypt and verify the next batch; set the release window, and the error or end state
- * that follows it. */
-static int opener_next_batch(AgeOpener *o) {
-        Batch *b = &o->batch;
-        bool eof = false;
-        int r;
-
-        r = batch_alloc(b);
-        if (r < 0)
-                return opener_fail(o, r, NULL);
+/* Read a batch of ciphertext: what came with the header first, then until full or EOF. */
+static int opener_fill(AgeOpener *o, Batch *b) {
         b->fill = 0;
-        o->rel_chunk = o->rel_n = o->rel_off = 0;
-
+        b->eof_seen = false;
         if (o->pre) {
                 size_t n = o->pre_size - o->pre_off;
                 /* At most the header read-ahead, which is far less than a batch. */
@@ -741,66 +1251,66 @@ static int opener_next_batch(AgeOpener *o) {
         }
         while (b->fill < BATCH_SIZE) {
                 ssize_t k = stream_read(&o->in, b->buf + b->fill, BATCH_SIZE - b->fill);
-                if (k < 0)
-                        return opener_fail(o, stream_error((int) k), "read error");
+                if (k < 0) {
+                        batch_mark_used(b, b->fill);
+                        return stream_error((int) k);
+                }
                 if ((size_t) k > BATCH_SIZE - b->fill)
-                        return opener_fail(o, -EIO, "read error");
+                        return -EIO;
                 if (k == 0) {
-                        eof = true;
+                        b->eof_seen = true;
                         break;
                 }
                 b->fill += (size_t) k;
         }
-
         batch_mark_used(b, b->fill);
+        return 0;
+}
+
+/* Read, decrypt and verify the next batch; set the release window, and the error or end state
+ * that follows it. */
+static int opener_next_batch(AgeOpener *o) {
+        Batch *b = &o->batch;
+        size_t n = 0;
+        const char *reason = NULL;
+        int r, v, next;
+
+        r = batch_alloc(b);
+        if (r < 0)
+                return opener_fail(o, r, NULL);
+        o->rel_chunk = o->rel_n = o->rel_off = 0;
+
+        r = opener_fill(o, b);
+        if (r < 0)
+                return opener_fail(o, r, "read error");
         if (b->fill == 0)
                 return opener_fail(o, -AGE_ERROR_PAYLOAD,
                                    o->counter == 0 ? "payload has no chunks" : "payload truncated: no final chunk");
-
-        b->at_eof = eof;
-        b->first_counter = o->counter;
-        b->n_chunks = DIV_ROUND_UP(b->fill, AGE_ENC_CHUNK_SIZE);
-        for (size_t i = 0; i < b->n_chunks; i++)
-                b->size[i] = (uint32_t) MIN((size_t) AGE_ENC_CHUNK_SIZE, b->fill - i * AGE_ENC_CHUNK_SIZE);
+        batch_prepare_cipher(b, &o->counter);
 
         if (!o->pool && !o->pool_tried && o->jobs > 1 && b->n_chunks > 1) {
                 o->pool_tried = true;
                 o->pool = pool_new(o->jobs - 1, o->key, false);
         }
         pool_run(o->pool, o->ctx, b, false);
-        o->counter += b->n_chunks;
 
         /* Release, in order, everything up to the first chunk that does not authenticate. */
-        for (size_t i = 0; i < b->n_chunks; i++) {
-                switch (b->result[i]) {
-                case CHUNK_MORE:
-                        o->rel_n = i + 1;
-                        if (i + 1 == b->n_chunks && eof)
-                                return opener_fail(o, -AGE_ERROR_PAYLOAD, "payload truncated: no final chunk");
-                        break;
-                case CHUNK_FINAL:
-                        o->rel_n = i + 1;
-                        if (i + 1 < b->n_chunks)
-                                return opener_fail(o, -AGE_ERROR_PAYLOAD, "data after the final chunk");
-                        if (!eof)
-                                return opener_expect_eof(o);
-                        o->done = true;
-                        return 0;
-                case CHUNK_BAD_EMPTY:
-                        return opener_fail(o, -AGE_ERROR_PAYLOAD, "empty final chunk after other chunks");
-                case CHUNK_BAD_SHORT:
-                        return opener_fail(o, -AGE_ERROR_PAYLOAD, "payload chunk shorter than its tag");
-                case CHUNK_BAD_TAG:
-                        return opener_fail(o, -AGE_ERROR_PAYLOAD, "payload chunk does not authenticate");
-                default:
-                        return opener_fail(o, -EIO, "decryption failed");
-                }
-        }
-        return 0;
-}
+        next = b->eof_seen ? NEXT_EOF : NEXT_UNKNOWN;
+        v = batch_verdict(b, next, &n, &reason);
+        if (v == VERDICT_NEED_NEXT) {
+                /* A final chunk ended a full batch: anything after it is an error. */
+                uint8_t x;
+                ssize_t k = stream_read(&o->in, &x, 1);
 
-static size_t chunk_plain_size(const Batch *b, size_t i) {
-        return b->size[i] - AGE_TAG_SIZE;
+                next = k < 0 ? stream_error((int) k) : k > 0 ? NEXT_DATA : NEXT_EOF;
+                v = batch_verdict(b, next, &n, &reason);
+        }
+        o->rel_n = n;
+        if (v < 0)
+                return opener_fail(o, v, reason);
+        if (v == VERDICT_DONE)
+                o->done = true;
+        return 0;
 }
 
 ssize_t age_opener_read(AgeOpener *o, void *buf, size_t n) {
@@ -861,47 +1371,14 @@ int age_opener_copy_to(AgeOpener *o, const StreamWriter *out) {
         }
 }
 
-static int writev_all(int fd, struct iovec *iov, size_t n) {
-        while (n > 0) {
-                ssize_t k = writev(fd, iov, (int) n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        return -EIO;
-                while (n > 0 && (size_t) k >= iov->iov_len) {
-                        k -= (ssize_t) iov->iov_len;
-                        iov++;
-                        n--;
-                }
-                if (n > 0) {
-                        iov->iov_base = (uint8_t *) iov->iov_base + k;
-                        iov->iov_len -= (size_t) k;
-                }
-        }
-        return 0;
-}
-
 /* Push all released chunks to an fd with one writev per batch. */
 static int opener_drain_fd(AgeOpener *o, int fd) {
         for (;;) {
-                struct iovec iov[BATCH_CHUNKS];
-                size_t n_iov = 0, total = 0;
                 int r;
 
-                for (size_t i = o->rel_chunk; i < o->rel_n; i++) {
-                        size_t off = i == o->rel_chunk ? o->rel_off : 0, len = chunk_plain_size(&o->batch, i) - off;
-                        if (len == 0)
-                                continue;
-                        iov[n_iov++] = (struct iovec){o->batch.buf + i * AGE_ENC_CHUNK_SIZE + off, len};
-                        total += len;
-                }
-                r = writev_all(fd, iov, n_iov);
+                r = write_released_fd(fd, &o->batch, o->rel_chunk, o->rel_off, o->rel_n, &o->released);
                 if (r < 0)
-                        return opener_fail(o, stream_error(r), "write error");
-                o->released += total;
+                        return opener_fail(o, r, "write error");
                 o->rel_chunk = o->rel_n;
                 o->rel_off = 0;
 
@@ -911,6 +1388,65 @@ static int opener_drain_fd(AgeOpener *o, int fd) {
                         return 0;
                 (void) opener_next_batch(o);
         }
+}
+
+/* The calling thread reads and submits each batch at once; the writer needs to know what follows a
+ * batch before it judges it, so a batch is handed over once the next read has returned. */
+static int opener_drain_fd_pipelined(AgeOpener *o, int fd, bool *ret_ran) {
+        _cleanup_(pipe_freep) Pipe *p = NULL;
+        Batch *prev = NULL;
+        bool first = true;
+        int r;
+
+        r = pipe_new(o->key, false, o->jobs, fd, &p);
+        if (r < 0)
+                return r;
+        *ret_ran = true;
+
+        for (;;) {
+                Batch *b = pipe_acquire(p);
+                if (!b)
+                        break; /* the writer reached a verdict */
+
+                r = opener_fill(o, b);
+                if (r < 0) {
+                        if (prev) {
+                                prev->next = r;
+                                pipe_enqueue(p, prev);
+                                pipe_release(p, b);
+                        } else
+                                pipe_enqueue_error(p, b, r, "read error");
+                        break;
+                }
+                if (prev) {
+                        prev->next = b->fill > 0 ? NEXT_DATA : NEXT_EOF;
+                        pipe_enqueue(p, prev);
+                        prev = NULL;
+                }
+                if (b->fill == 0) {
+                        if (first)
+                                pipe_enqueue_error(p, b, -AGE_ERROR_PAYLOAD, "payload has no chunks");
+                        else
+                                pipe_release(p, b);
+                        break;
+                }
+                first = false;
+                batch_prepare_cipher(b, &o->counter);
+                pool_submit(p->pool, b);
+                if (b->eof_seen) {
+                        b->next = NEXT_EOF;
+                        pipe_enqueue(p, b);
+                        break;
+                }
+                prev = b;
+        }
+
+        r = pipe_finish(p, &o->reason);
+        o->released += p->written;
+        if (r < 0)
+                return opener_fail(o, r, o->reason);
+        o->done = true;
+        return 0;
 }
 
 const char *age_opener_reason(const AgeOpener *o) {
@@ -947,7 +1483,16 @@ int age_open_fd(AgeIdentity *const *identities, size_t n_identities, int in_fd, 
         r = age_opener_new(identities, n_identities, &rd, jobs, &o, ret_reason);
         if (r < 0)
                 return r;
-        r = opener_drain_fd(o, out_fd);
+
+        if (o->jobs > 1 && fd_worth_pipelining(in_fd, BATCH_SIZE)) {
+                bool ran = false;
+
+                r = opener_drain_fd_pipelined(o, out_fd, &ran);
+                /* Without threads nothing was read yet: then do it all here. */
+                if (!ran && r == -EAGAIN)
+                        r = opener_drain_fd(o, out_fd);
+        } else
+                r = opener_drain_fd(o, out_fd);
         if (r < 0)
                 age_set_reason(ret_reason, o->reason);
         return r;

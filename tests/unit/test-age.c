@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <zlib.h>
 
 #include "test-util.h"
@@ -60,6 +61,11 @@ static int mem_write(void *userdata, const void *buf, size_t n) {
         m->size += n;
         m->n_writes++;
         return 0;
+}
+
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
 }
 
 static uint8_t *pattern(size_t size, unsigned seed) {
@@ -738,10 +744,38 @@ static void test_seal_fd(void **state) {
                                 close(pipefd[1]);
                                 assert_int_equal(age_seal_fd(&r, 1, pipefd[0], out_fd, jobs), 0);
                                 close(pipefd[0]);
+                                assert_int_equal(waitpid(pid, NULL, 0), pid);
                                 cipher = memfd_read_all(out_fd, &cipher_size);
                         }
                         assert_int_equal(open_mem(&id, 1, cipher, cipher_size, jobs, OPEN_FD, &out, &out_size, NULL),
                                          0);
+                        assert_int_equal(out_size, sizes[i]);
+                        assert_memory_equal(out, plain, sizes[i]);
+                        out = mfree(out);
+
+                        /* And back through a pipe, which the fd functions cannot size up front. */
+                        {
+                                _cleanup_close_ int out_fd = memfd_create("p", MFD_CLOEXEC);
+                                const char *reason = NULL;
+                                assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+                                pid_t pid = fork();
+                                assert_true(pid >= 0);
+                                if (pid == 0) {
+                                        close(pipefd[0]);
+                                        for (size_t off = 0; off < cipher_size;) {
+                                                size_t k = MIN(cipher_size - off, (size_t) 54321);
+                                                if (write(pipefd[1], cipher + off, k) != (ssize_t) k)
+                                                        _exit(1);
+                                                off += k;
+                                        }
+                                        _exit(0);
+                                }
+                                close(pipefd[1]);
+                                assert_int_equal(age_open_fd(&id, 1, pipefd[0], out_fd, jobs, &reason), 0);
+                                close(pipefd[0]);
+                                assert_int_equal(waitpid(pid, NULL, 0), pid);
+                                out = memfd_read_all(out_fd, &out_size);
+                        }
                         assert_int_equal(out_size, sizes[i]);
                         assert_memory_equal(out, plain, sizes[i]);
                 }
