@@ -5,6 +5,9 @@
 
 #include "age.h"
 
+/* Chunks per batch of the payload code (age-stream.c); tests use it to hit batch boundaries. */
+#define AGE_BATCH_CHUNKS 8U
+
 /* HKDF-SHA-256 (RFC 5869 extract-and-expand), 32 bytes out; salt may be empty. */
 int age_hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len, const char *info,
                     uint8_t out[static AGE_KEY_SIZE]);

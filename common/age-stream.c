@@ -30,9 +30,9 @@
 #include "age-internal.h"
 #include "fileio.h"
 
-#ifndef BATCH_CHUNKS
-#define BATCH_CHUNKS     32U
-#endif
+/* 512 KiB: small enough that a batch stays in a core's L2 cache between the read and the crypto
+ * (which halves the memory traffic), large enough that syscalls and wakeups do not matter. */
+#define BATCH_CHUNKS     AGE_BATCH_CHUNKS
 #define BATCH_SIZE       ((size_t) BATCH_CHUNKS * AGE_ENC_CHUNK_SIZE)
 #define BATCH_PLAIN_SIZE ((size_t) BATCH_CHUNKS * AGE_CHUNK_SIZE)
 #define HEADER_READ_SIZE (16U * 1024U)
@@ -226,10 +226,10 @@ static int8_t process_chunk(EVP_CIPHER_CTX *ctx, Batch *b, size_t i, bool encryp
 /* ---- worker pool ----------------------------------------------------------------------------- */
 
 /*
- * Batches are submitted in stream order; workers take chunks from the oldest batch that still has
- * some, so a batch completes roughly in order. Each worker has its own cipher context, made up
- * front so that a pool either fully works or is not made at all (then everything runs in the
- * calling thread, which is always correct, only slower).
+ * The calling thread submits a batch and takes chunks of it along with the workers until all are
+ * done. (The queue would allow several batches in flight; we only ever have one.) Each worker has
+ * its own cipher context, made up front so that a pool either fully works or is not made at all
+ * (then everything runs in the calling thread, which is always correct, only slower).
  */
 
 typedef struct Pool Pool;
@@ -355,28 +355,6 @@ static Pool *pool_new(unsigned n, const uint8_t *key, bool encrypt) {
         return p;
 }
 
-static void pool_submit(Pool *p, Batch *b) {
-        assert_se(b->n_chunks > 0);
-        pthread_mutex_lock(&p->mutex);
-        b->next_chunk = 0;
-        b->pending = b->n_chunks;
-        b->queue_next = NULL;
-        if (p->tail)
-                p->tail->queue_next = b;
-        else
-                p->head = b;
-        p->tail = b;
-        pthread_cond_broadcast(&p->work);
-        pthread_mutex_unlock(&p->mutex);
-}
-
-static void pool_wait(Pool *p, Batch *b) {
-        pthread_mutex_lock(&p->mutex);
-        while (b->pending > 0)
-                pthread_cond_wait(&p->done, &p->mutex);
-        pthread_mutex_unlock(&p->mutex);
-}
-
 /* Process every chunk of b and return when all are done: in parallel when there is a pool, with
  * the calling thread taking chunks too. */
 static void pool_run(Pool *p, EVP_CIPHER_CTX *ctx, Batch *b, bool encrypt) {
@@ -389,8 +367,16 @@ static void pool_run(Pool *p, EVP_CIPHER_CTX *ctx, Batch *b, bool encrypt) {
                 return;
         }
 
-        pool_submit(p, b);
         pthread_mutex_lock(&p->mutex);
+        b->next_chunk = 0;
+        b->pending = b->n_chunks;
+        b->queue_next = NULL;
+        if (p->tail)
+                p->tail->queue_next = b;
+        else
+                p->head = b;
+        p->tail = b;
+        pthread_cond_broadcast(&p->work);
         while (pool_take_locked(p, b, &got, &i)) {
                 pthread_mutex_unlock(&p->mutex);
                 b->result[i] = process_chunk(ctx, b, i, encrypt);
@@ -571,13 +557,13 @@ static int write_released_fd(int fd, const Batch *b, size_t first, size_t skip, 
 /* ---- fd pipeline ------------------------------------------------------------------------------ */
 
 /*
- * age_seal_fd() and age_open_fd() with more than one job: three stages that overlap, on a ring of
- * PIPE_BATCHES batch buffers. The calling thread reads batches and submits them to the worker
- * pool; the pool encrypts or decrypts; one writer thread takes the batches in stream order, waits
- * for their chunks, decides what may be released (batch_verdict(), the same rules as everywhere)
- * and writes. Reading, crypto and the kernel's write work then run at the same time instead of
- * one after the other. The streaming APIs (AgeSealer, AgeOpener) do not use this: their callbacks
- * belong to the caller's thread.
+ * age_seal_fd() and age_open_fd() with two or more jobs: the calling thread reads a batch and
+ * encrypts or decrypts it right away, while the data is still in its cache (helped by jobs - 2
+ * pool workers when there are more cores); a writer thread takes the processed batches in stream
+ * order, decides what may be released (batch_verdict(), the same rules as everywhere) and writes.
+ * On two cores this splits the work about evenly: reading plus crypto on one, the kernel's write
+ * work (page allocation and copy, the largest single cost) on the other. The streaming APIs
+ * (AgeSealer, AgeOpener) do not use this: their callbacks belong to the caller's thread.
  */
 
 #define PIPE_BATCHES 4
@@ -594,7 +580,8 @@ typedef struct Pipe {
         bool stop;                  /* the writer reached a verdict: the reader stops */
         int result;                 /* the verdict: 0 (authenticated end) or a negative errno */
         const char *reason;
-        Pool *pool;
+        Pool *pool; /* NULL with two jobs: the reader does all the crypto */
+        EVP_CIPHER_CTX *ctx; /* the reader's */
         bool encrypt;
         int fd;
         pthread_t writer;
@@ -612,8 +599,8 @@ static Pipe *pipe_free(Pipe *p) {
                 pthread_mutex_unlock(&p->mutex);
                 (void) pthread_join(p->writer, NULL);
         }
-        /* Only now: the writer may have been waiting for the pool. */
         pool_free(p->pool);
+        EVP_CIPHER_CTX_free(p->ctx);
         for (size_t i = 0; i < PIPE_BATCHES; i++)
                 batch_done(&p->batch[i]);
         pthread_cond_destroy(&p->cond);
@@ -685,10 +672,8 @@ static void *pipe_writer(void *userdata) {
                 if (b->error < 0) {
                         v = b->error;
                         reason = b->error_reason;
-                } else {
-                        pool_wait(p->pool, b);
+                } else
                         v = p->encrypt ? pipe_write_sealed(p, b, &reason) : pipe_write_opened(p, b, &reason);
-                }
 
                 pthread_mutex_lock(&p->mutex);
                 p->q_head = (p->q_head + 1) % PIPE_BATCHES;
@@ -723,9 +708,14 @@ static int pipe_new(const uint8_t *key, bool encrypt, unsigned jobs, int fd, Pip
                         return -EAGAIN;
                 p->free_batches[p->n_free++] = &p->batch[i];
         }
-        p->pool = pool_new(jobs, key, encrypt);
-        if (!p->pool)
-                return -EAGAIN;
+        p->ctx = chunk_ctx_new(key, encrypt);
+        if (!p->ctx)
+                return -ENOMEM;
+        if (jobs > 2) {
+                p->pool = pool_new(jobs - 2, key, encrypt);
+                if (!p->pool)
+                        return -EAGAIN;
+        }
         if (thread_create_nosignals(&p->writer, pipe_writer, p) < 0)
                 return -EAGAIN;
         p->writer_started = true;
@@ -775,6 +765,10 @@ static void pipe_enqueue_error(Pipe *p, Batch *b, int error, const char *reason)
         b->error = error;
         b->error_reason = reason;
         pipe_enqueue(p, b);
+}
+
+static void pipe_process(Pipe *p, Batch *b) {
+        pool_run(p->pool, p->ctx, b, p->encrypt);
 }
 
 /* Close the queue, wait for the writer's verdict. */
@@ -977,7 +971,7 @@ uint64_t age_sealer_plaintext_size(const AgeSealer *s) {
         return s ? s->size : 0;
 }
 
-/* The calling thread reads; a batch is numbered and submitted once the next read tells whether it
+/* The calling thread reads; a batch is numbered and encrypted once the next read tells whether it
  * holds the final chunk. */
 static int seal_fd_pipelined(AgeSealer *s, int in_fd, int out_fd, bool *ret_ran) {
         _cleanup_(pipe_freep) Pipe *p = NULL;
@@ -1006,7 +1000,7 @@ static int seal_fd_pipelined(AgeSealer *s, int in_fd, int out_fd, bool *ret_ran)
                 if (prev) {
                         /* prev is full; it holds the final chunk only if nothing follows. */
                         batch_prepare_plain(prev, &s->counter, b->fill == 0);
-                        pool_submit(p->pool, prev);
+                        pipe_process(p, prev);
                         pipe_enqueue(p, prev);
                         prev = NULL;
                         if (b->fill == 0) {
@@ -1019,7 +1013,7 @@ static int seal_fd_pipelined(AgeSealer *s, int in_fd, int out_fd, bool *ret_ran)
                          * Never read again after EOF: a terminal could give more, and a short
                          * chunk in the middle would make an invalid file. */
                         batch_prepare_plain(b, &s->counter, true);
-                        pool_submit(p->pool, b);
+                        pipe_process(p, b);
                         pipe_enqueue(p, b);
                         break;
                 }
@@ -1390,8 +1384,8 @@ static int opener_drain_fd(AgeOpener *o, int fd) {
         }
 }
 
-/* The calling thread reads and submits each batch at once; the writer needs to know what follows a
- * batch before it judges it, so a batch is handed over once the next read has returned. */
+/* The calling thread reads and decrypts each batch at once; the writer needs to know what follows
+ * a batch before it judges it, so a batch is handed over once the next read has returned. */
 static int opener_drain_fd_pipelined(AgeOpener *o, int fd, bool *ret_ran) {
         _cleanup_(pipe_freep) Pipe *p = NULL;
         Batch *prev = NULL;
@@ -1432,7 +1426,7 @@ static int opener_drain_fd_pipelined(AgeOpener *o, int fd, bool *ret_ran) {
                 }
                 first = false;
                 batch_prepare_cipher(b, &o->counter);
-                pool_submit(p->pool, b);
+                pipe_process(p, b);
                 if (b->eof_seen) {
                         b->next = NEXT_EOF;
                         pipe_enqueue(p, b);

@@ -178,12 +178,12 @@ static inline size_t age_base64_encoded_size(size_t n) {
 /*
  * A streaming sealer: feed plaintext with age_sealer_write() (or use it as a StreamWriter via
  * age_sealer_writer()), then age_sealer_finish() writes the final chunk. The header is written to
- * `out` by age_sealer_new(); after that output is produced in batches of chunks, so `out` sees a
- * few large writes (up to ~2 MiB). `jobs` worker threads encrypt the chunks of a batch in
- * parallel (0: pick; 1: none, everything in the calling thread). Threads are only started once
- * the input is larger than one batch. `out` is only ever called from the calling thread.
- * The object must be freed; freeing it without age_sealer_finish() leaves an incomplete
- * (unauthenticatable) file, which is what an aborted install wants.
+ * `out` by age_sealer_new(); after that output is produced in batches of 8 chunks, so `out` sees
+ * writes of up to 512 KiB + tags. `jobs` is the number of threads that encrypt (0: the number of
+ * CPUs; 1: only the calling thread; n: the calling thread and n - 1 workers, started once the
+ * input is larger than one batch). `out` is only ever called from the calling thread. The object
+ * must be freed; freeing it without age_sealer_finish() leaves an incomplete (unauthenticatable)
+ * file, which is what an aborted install wants.
  */
 typedef struct AgeSealer AgeSealer;
 
@@ -201,7 +201,12 @@ static inline StreamWriter age_sealer_writer(AgeSealer *s) {
         return (StreamWriter){.write = age_sealer_stream_write, .userdata = s};
 }
 
-/* Seal everything from in_fd (to EOF) to out_fd; reads straight into the chunk buffers. */
+/*
+ * Seal everything from in_fd (to EOF) to out_fd, reading straight into the chunk buffers. With
+ * jobs >= 2 (0: the number of CPUs) and more than one batch of input, a writer thread writes while
+ * the calling thread reads and encrypts (with jobs - 2 more workers), so that both cores are busy;
+ * with jobs == 1 everything happens in the calling thread.
+ */
 int age_seal_fd(const AgeRecipient *recipients, size_t n_recipients, int in_fd, int out_fd, unsigned jobs);
 
 /* ---- opening ------------------------------------------------------------------------------ */
@@ -214,7 +219,8 @@ int age_seal_fd(const AgeRecipient *recipients, size_t n_recipients, int in_fd, 
  * out of age_opener_read() (a StreamReadFn: bytes, 0 at the authenticated end, or -EUCLEAN
  * etc.; errors are sticky), or is pushed into a writer by age_opener_copy_to() (no copy: chunks
  * are written from the buffer they were decrypted in). `in` is only called from the calling
- * thread. Read-ahead: up to one batch (~2 MiB) of ciphertext beyond what has been released.
+ * thread. Read-ahead: up to one batch (512 KiB) of ciphertext beyond what has been released. `jobs`
+ * as for the sealer.
  */
 typedef struct AgeOpener AgeOpener;
 
@@ -233,7 +239,9 @@ static inline StreamReader age_opener_reader(AgeOpener *o) {
         return (StreamReader){.read = age_opener_stream_read, .userdata = o};
 }
 
-/* Open a whole stream into a writer / an fd into an fd (writev straight from the chunk buffers). */
+/* Open a whole stream into a writer / an fd into an fd (writev straight from the chunk buffers;
+ * threads as for age_seal_fd()). The output has received exactly the released plaintext when these
+ * fail: the caller must discard it. */
 int age_open_stream(AgeIdentity *const *identities, size_t n_identities, const StreamReader *in,
                     const StreamWriter *out, unsigned jobs, const char **ret_reason);
 int age_open_fd(AgeIdentity *const *identities, size_t n_identities, int in_fd, int out_fd, unsigned jobs,

@@ -911,14 +911,17 @@ static void test_crafted_streams(void **state) {
                 expect_open(id, cipher, size, cases[i].error, cases[i].released, plain, cases[i].what);
         }
 
-        /* Around whole batches (32 chunks): a full final chunk that ends a full batch; the same with
-         * a byte after it; a batch of non-final chunks and then EOF; crossing into a second batch. */
+        /* Around whole batches: a full final chunk that ends a full batch; the same with a byte
+         * after it; a batch of non-final chunks and then EOF; several batches; and a short final
+         * chunk after several batches. */
         for (unsigned v = 0; v < 5; v++) {
+                const size_t B = AGE_BATCH_CHUNKS;
                 ChunkSpec ch[70];
-                size_t n = v < 3 ? 32 : v == 3 ? 64 : 69, size = 0, want;
+                size_t n = v < 3 ? B : v == 3 ? 4 * B : 4 * B + 5, size = 0, want;
                 _cleanup_free_ uint8_t *cipher = NULL;
                 int error;
 
+                assert_true(n <= ELEMENTSOF(ch));
                 for (size_t i = 0; i < n; i++)
                         ch[i] = (ChunkSpec){C, false, -1};
                 if (v != 2)
@@ -938,14 +941,13 @@ static void test_crafted_streams(void **state) {
         }
 }
 
-/* Another valid base64 character: keeps the encoding canonical unless it is the last one. */
 static uint8_t b64_other(uint8_t c) {
         return c == 'A' ? 'B' : 'A';
 }
 
 static void test_tamper(void **state) {
         _cleanup_(age_identity_freep) AgeIdentity *id = NULL, *other = NULL;
-        const size_t size = 35 * C + 1000; /* 36 chunks: more than one batch */
+        const size_t size = 35 * C + 1000; /* 36 chunks: several batches, the last one partial */
         _cleanup_free_ uint8_t *plain = pattern(size, 5), *cipher = NULL;
         _cleanup_(age_header_freep) AgeHeader *h = NULL;
         size_t cipher_size = 0, payload;
