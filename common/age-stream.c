@@ -626,7 +626,7 @@ static int pipe_write_sealed(Pipe *p, Batch *b, const char **ret_reason) {
         r = loop_write(p->fd, b->buf, total);
         if (r < 0) {
                 *ret_reason = "write error";
-                return r;
+                return stream_error(r);
         }
         return b->last_final ? VERDICT_DONE : VERDICT_CONTINUE;
 }
@@ -640,7 +640,7 @@ static int pipe_write_opened(Pipe *p, Batch *b, const char **ret_reason) {
         r = write_released_fd(p->fd, b, 0, 0, n, &p->written);
         if (r < 0) {
                 *ret_reason = "write error";
-                return r;
+                return stream_error(r);
         }
         return v;
 }
@@ -990,7 +990,7 @@ static int seal_fd_pipelined(AgeSealer *s, int in_fd, int out_fd, bool *ret_ran)
 
                 r = fill_plain_fd(in_fd, b);
                 if (r < 0) {
-                        pipe_enqueue_error(p, prev ?: b, r, "read error");
+                        pipe_enqueue_error(p, prev ?: b, stream_error(r), "read error");
                         if (prev)
                                 pipe_release(p, b);
                         break;
@@ -1070,7 +1070,7 @@ int age_seal_fd(const AgeRecipient *recipients, size_t n_recipients, int in_fd, 
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return -errno;
+                        return stream_error(-errno);
                 }
                 if (k == 0)
                         break;
@@ -1372,7 +1372,7 @@ static int opener_drain_fd(AgeOpener *o, int fd) {
 
                 r = write_released_fd(fd, &o->batch, o->rel_chunk, o->rel_off, o->rel_n, &o->released);
                 if (r < 0)
-                        return opener_fail(o, r, "write error");
+                        return opener_fail(o, stream_error(r), "write error");
                 o->rel_chunk = o->rel_n;
                 o->rel_off = 0;
 
