@@ -1137,29 +1137,53 @@ static int opener_fail(AgeOpener *o, int error, const char *reason) {
         return error;
 }
 
+/* Has the line that ends a header ("---…", the first line starting with three dashes, since no
+ * stanza line can) arrived completely? *scan remembers how far we looked. */
+static bool header_end_seen(const uint8_t *buf, size_t size, size_t *scan) {
+        while (*scan + 4 <= size) {
+                const uint8_t *q = memmem(buf + *scan, size - *scan, "\n---", 4);
+
+                if (!q) {
+                        *scan = size - 3;
+                        return false;
+                }
+                if (memchr(q + 4, '\n', size - (size_t) (q + 4 - buf)))
+                        return true;
+                *scan = (size_t) (q - buf);
+                return false;
+        }
+        return false;
+}
+
 /* Read the header and the nonce; the rest of what was read stays in o->pre. */
 static int opener_read_header(AgeOpener *o, AgeIdentity *const *identities, size_t n_identities,
                               const char **ret_reason) {
         _cleanup_(age_header_freep) AgeHeader *h = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
         uint8_t file_key[AGE_FILE_KEY_SIZE];
-        size_t size = 0, alloc = 0;
-        bool eof = false;
+        size_t size = 0, alloc = 0, scan = 0;
+        bool eof = false, parsed_once = false;
         int r;
 
         for (;;) {
                 ssize_t k;
 
-                r = age_header_parse(buf, size, &h, ret_reason);
-                if (r >= 0 && (size - h->size >= AGE_NONCE_SIZE || eof))
-                        break;
-                if (r < 0 && r != -EAGAIN)
-                        return r;
-                if (r == -EAGAIN && eof) {
-                        age_set_reason(ret_reason, "file ends inside the header");
-                        return -EBADMSG;
+                /* Parse only when the answer can be final: the end line is complete, EOF, the size
+                 * limit, or the first bytes (to refuse what is not age at once). Parsing after every
+                 * read would be quadratic in the header size for a reader that trickles. */
+                if (!h && (eof || size >= AGE_HEADER_SIZE_MAX || (!parsed_once && size > 0) ||
+                           header_end_seen(buf, size, &scan))) {
+                        parsed_once = true;
+                        r = age_header_parse(buf, size, &h, ret_reason);
+                        if (r < 0 && r != -EAGAIN)
+                                return r;
+                        if (r == -EAGAIN && eof) {
+                                age_set_reason(ret_reason, "file ends inside the header");
+                                return -EBADMSG;
+                        }
                 }
-                h = age_header_free(h);
+                if (h && (size - h->size >= AGE_NONCE_SIZE || eof))
+                        break;
 
                 if (size == alloc) {
                         size_t n = alloc == 0 ? HEADER_READ_SIZE : alloc * 2;

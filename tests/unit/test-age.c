@@ -1084,6 +1084,81 @@ static void test_tamper(void **state) {
 #undef TAMPER_SET
 }
 
+/* A big, valid header (many unknown stanzas before ours) from a reader that hands out one byte
+ * per call: must open, and in linear time (the header is not re-parsed after every read). */
+static void test_big_header_trickle(void **state) {
+        _cleanup_(age_identity_freep) AgeIdentity *id = NULL;
+        _cleanup_free_ uint8_t *plain = pattern(1000, 4), *cipher = NULL, *file = NULL, *out = NULL;
+        _cleanup_(age_header_freep) AgeHeader *h = NULL;
+        ChunkSpec one = {1000, true, -1};
+        size_t cipher_size = 0, n = 0, out_size = 0;
+        uint8_t hkey[AGE_KEY_SIZE], mac[AGE_MAC_SIZE];
+        size_t mac_len = 0;
+        AgeRecipient r;
+
+        assert_int_equal(age_keygen(&id), 0);
+        age_identity_to_recipient(id, &r);
+        craft(&r, &one, 1, plain, &cipher, &cipher_size);
+        assert_int_equal(age_header_parse(cipher, cipher_size, &h, NULL), 0);
+
+        file = malloc(cipher_size + AGE_HEADER_SIZE_MAX);
+        assert_non_null(file);
+        n = strlen(HDR_V1);
+        memcpy(file, cipher, n);
+        for (unsigned i = 0; i < AGE_STANZAS_MAX - 1; i++) {
+                n += (size_t) sprintf((char *) file + n, "-> grease-%u x y\n", i);
+                for (unsigned j = 0; j < 3; j++)
+                        n += (size_t) sprintf((char *) file + n, "%s\n",
+                                              "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB");
+                n += (size_t) sprintf((char *) file + n, "QUFB\n");
+        }
+        /* Our stanza and "---", then a fresh MAC over all of it, then nonce and payload as they were. */
+        memcpy(file + n, cipher + strlen(HDR_V1), h->mac_input_size - strlen(HDR_V1));
+        n += h->mac_input_size - strlen(HDR_V1);
+        assert_true(n < AGE_HEADER_SIZE_MAX);
+        assert_int_equal(age_hkdf_sha256(craft_file_key, sizeof(craft_file_key), NULL, 0, "header", hkey), 0);
+        assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, hkey, sizeof(hkey), file, n, mac, sizeof(mac),
+                                  &mac_len));
+        file[n++] = ' ';
+        n += age_base64_encode(mac, sizeof(mac), (char *) file + n);
+        file[n++] = '\n';
+        memcpy(file + n, cipher + h->size, cipher_size - h->size);
+        n += cipher_size - h->size;
+
+        {
+                MemReader m = {.data = file, .size = n, .max_read = 1};
+                StreamReader rd = {mem_read, &m};
+                MemWriter w = {};
+                StreamWriter wr = {mem_write, &w};
+                const char *reason = NULL;
+
+                assert_int_equal(age_open_stream(&id, 1, &rd, &wr, 1, &reason), 0);
+                out = w.data;
+                out_size = w.size;
+        }
+        assert_int_equal(out_size, 1000);
+        assert_memory_equal(out, plain, 1000);
+
+        /* One stanza more is over the limit, trickled or not. */
+        {
+                static const char extra[] = HDR_V1 "-> extra\nAA\n";
+                const size_t e = strlen(extra), v = strlen(HDR_V1);
+                _cleanup_free_ uint8_t *more = malloc(n + e);
+                MemWriter w = {};
+                StreamWriter wr = {mem_write, &w};
+                const char *reason = NULL;
+
+                assert_non_null(more);
+                memcpy(more, extra, e);
+                memcpy(more + e, file + v, n - v);
+                MemReader m = {.data = more, .size = n - v + e, .max_read = 7};
+                StreamReader rd = {mem_read, &m};
+                assert_int_equal(age_open_stream(&id, 1, &rd, &wr, 1, &reason), -EBADMSG);
+                assert_string_equal(reason, "too many stanzas");
+                assert_int_equal(w.size, 0);
+        }
+}
+
 static void test_low_order_shares(void **state) {
         /* Low-order points of Curve25519 (RFC 7748 §5 discussion, libsodium's blocklist): X25519 with
          * them is all zero, which the spec says to refuse; as recipients they cannot be sealed to. */
@@ -1395,6 +1470,7 @@ int main(void) {
                 cmocka_unit_test(test_seal_fd),
                 cmocka_unit_test(test_crafted_streams),
                 cmocka_unit_test(test_tamper),
+                cmocka_unit_test(test_big_header_trickle),
                 cmocka_unit_test(test_low_order_shares),
                 cmocka_unit_test(test_stream_errors_are_remapped),
                 cmocka_unit_test(test_testkit),
