@@ -226,10 +226,10 @@ static int8_t process_chunk(EVP_CIPHER_CTX *ctx, Batch *b, size_t i, bool encryp
 /* ---- worker pool ----------------------------------------------------------------------------- */
 
 /*
- * The calling thread submits a batch and takes chunks of it along with the workers until all are
- * done. (The queue would allow several batches in flight; we only ever have one.) Each worker has
- * its own cipher context, made up front so that a pool either fully works or is not made at all
- * (then everything runs in the calling thread, which is always correct, only slower).
+ * Batches are submitted in stream order; workers, and threads that "help" while they would
+ * otherwise wait, take chunks from the oldest batch that still has some. Each worker has its own
+ * cipher context, made up front so that a pool either fully works or is not made at all (then
+ * everything runs in the calling thread, which is always correct, only slower).
  */
 
 typedef struct Pool Pool;
@@ -330,11 +330,12 @@ static int thread_create_nosignals(pthread_t *ret, void *(*fn)(void *), void *us
         return -r;
 }
 
-/* n workers, or NULL when that many cannot be had (only speed is lost). */
+/* n workers (0: just the queue, for threads that help), or NULL when that many cannot be had
+ * (only speed is lost). */
 static Pool *pool_new(unsigned n, const uint8_t *key, bool encrypt) {
         Pool *p;
 
-        if (n == 0 || n > AGE_JOBS_MAX)
+        if (n > AGE_JOBS_MAX)
                 return NULL;
         p = calloc(1, sizeof(*p));
         if (!p)
@@ -355,6 +356,63 @@ static Pool *pool_new(unsigned n, const uint8_t *key, bool encrypt) {
         return p;
 }
 
+static void pool_submit_locked(Pool *p, Batch *b) {
+        assert_se(b->n_chunks > 0);
+        b->next_chunk = 0;
+        b->pending = b->n_chunks;
+        b->queue_next = NULL;
+        if (p->tail)
+                p->tail->queue_next = b;
+        else
+                p->head = b;
+        p->tail = b;
+        pthread_cond_broadcast(&p->work);
+}
+
+static void pool_submit(Pool *p, Batch *b) {
+        pthread_mutex_lock(&p->mutex);
+        pool_submit_locked(p, b);
+        pthread_mutex_unlock(&p->mutex);
+}
+
+/* Process one chunk of whatever is queued, oldest first. False when nothing is queued. */
+static bool pool_help_one(Pool *p, EVP_CIPHER_CTX *ctx) {
+        Batch *b;
+        size_t i;
+
+        pthread_mutex_lock(&p->mutex);
+        if (!pool_take_locked(p, NULL, &b, &i)) {
+                pthread_mutex_unlock(&p->mutex);
+                return false;
+        }
+        pthread_mutex_unlock(&p->mutex);
+        b->result[i] = process_chunk(ctx, b, i, p->encrypt);
+        pthread_mutex_lock(&p->mutex);
+        pool_chunk_done_locked(p, b);
+        pthread_mutex_unlock(&p->mutex);
+        return true;
+}
+
+/* Take chunks (oldest batch first, which is b or older) until all of b is done. */
+static void pool_help_until(Pool *p, EVP_CIPHER_CTX *ctx, Batch *b) {
+        pthread_mutex_lock(&p->mutex);
+        while (b->pending > 0) {
+                Batch *got;
+                size_t i;
+
+                if (!pool_take_locked(p, NULL, &got, &i)) {
+                        /* The rest of b is in other threads' hands. */
+                        pthread_cond_wait(&p->done, &p->mutex);
+                        continue;
+                }
+                pthread_mutex_unlock(&p->mutex);
+                got->result[i] = process_chunk(ctx, got, i, p->encrypt);
+                pthread_mutex_lock(&p->mutex);
+                pool_chunk_done_locked(p, got);
+        }
+        pthread_mutex_unlock(&p->mutex);
+}
+
 /* Process every chunk of b and return when all are done: in parallel when there is a pool, with
  * the calling thread taking chunks too. */
 static void pool_run(Pool *p, EVP_CIPHER_CTX *ctx, Batch *b, bool encrypt) {
@@ -368,15 +426,7 @@ static void pool_run(Pool *p, EVP_CIPHER_CTX *ctx, Batch *b, bool encrypt) {
         }
 
         pthread_mutex_lock(&p->mutex);
-        b->next_chunk = 0;
-        b->pending = b->n_chunks;
-        b->queue_next = NULL;
-        if (p->tail)
-                p->tail->queue_next = b;
-        else
-                p->head = b;
-        p->tail = b;
-        pthread_cond_broadcast(&p->work);
+        pool_submit_locked(p, b);
         while (pool_take_locked(p, b, &got, &i)) {
                 pthread_mutex_unlock(&p->mutex);
                 b->result[i] = process_chunk(ctx, b, i, encrypt);
@@ -557,12 +607,13 @@ static int write_released_fd(int fd, const Batch *b, size_t first, size_t skip, 
 /* ---- fd pipeline ------------------------------------------------------------------------------ */
 
 /*
- * age_seal_fd() and age_open_fd() with two or more jobs: the calling thread reads a batch and
- * encrypts or decrypts it right away, while the data is still in its cache (helped by jobs - 2
- * pool workers when there are more cores); a writer thread takes the processed batches in stream
- * order, decides what may be released (batch_verdict(), the same rules as everywhere) and writes.
- * On two cores this splits the work about evenly: reading plus crypto on one, the kernel's write
- * work (page allocation and copy, the largest single cost) on the other. The streaming APIs
+ * age_seal_fd() and age_open_fd() with two or more jobs: the calling thread reads batches and
+ * submits them to the pool's queue; a writer thread takes them in stream order, decides what may
+ * be released (batch_verdict(), the same rules as everywhere) and writes. The crypto is done by
+ * whoever has time: the writer works on the batch it has to write next, the reader works on queued
+ * chunks while it waits for a free buffer, and with more than two jobs jobs - 2 workers help. The
+ * kernel's read and write work (copies, page allocation) is about as large as the crypto, so on two
+ * cores this keeps both busy whichever side is slower on a given machine. The streaming APIs
  * (AgeSealer, AgeOpener) do not use this: their callbacks belong to the caller's thread.
  */
 
@@ -580,8 +631,9 @@ typedef struct Pipe {
         bool stop;                  /* the writer reached a verdict: the reader stops */
         int result;                 /* the verdict: 0 (authenticated end) or a negative errno */
         const char *reason;
-        Pool *pool; /* NULL with two jobs: the reader does all the crypto */
-        EVP_CIPHER_CTX *ctx; /* the reader's */
+        Pool *pool;                 /* the queue, and jobs - 2 workers */
+        EVP_CIPHER_CTX *ctx;        /* the reader's */
+        EVP_CIPHER_CTX *writer_ctx;
         bool encrypt;
         int fd;
         pthread_t writer;
@@ -601,6 +653,7 @@ static Pipe *pipe_free(Pipe *p) {
         }
         pool_free(p->pool);
         EVP_CIPHER_CTX_free(p->ctx);
+        EVP_CIPHER_CTX_free(p->writer_ctx);
         for (size_t i = 0; i < PIPE_BATCHES; i++)
                 batch_done(&p->batch[i]);
         pthread_cond_destroy(&p->cond);
@@ -672,8 +725,10 @@ static void *pipe_writer(void *userdata) {
                 if (b->error < 0) {
                         v = b->error;
                         reason = b->error_reason;
-                } else
+                } else {
+                        pool_help_until(p->pool, p->writer_ctx, b);
                         v = p->encrypt ? pipe_write_sealed(p, b, &reason) : pipe_write_opened(p, b, &reason);
+                }
 
                 pthread_mutex_lock(&p->mutex);
                 p->q_head = (p->q_head + 1) % PIPE_BATCHES;
@@ -709,13 +764,12 @@ static int pipe_new(const uint8_t *key, bool encrypt, unsigned jobs, int fd, Pip
                 p->free_batches[p->n_free++] = &p->batch[i];
         }
         p->ctx = chunk_ctx_new(key, encrypt);
-        if (!p->ctx)
+        p->writer_ctx = chunk_ctx_new(key, encrypt);
+        if (!p->ctx || !p->writer_ctx)
                 return -ENOMEM;
-        if (jobs > 2) {
-                p->pool = pool_new(jobs - 2, key, encrypt);
-                if (!p->pool)
-                        return -EAGAIN;
-        }
+        p->pool = pool_new(jobs - 2, key, encrypt);
+        if (!p->pool)
+                return -EAGAIN;
         if (thread_create_nosignals(&p->writer, pipe_writer, p) < 0)
                 return -EAGAIN;
         p->writer_started = true;
@@ -724,13 +778,21 @@ static int pipe_new(const uint8_t *key, bool encrypt, unsigned jobs, int fd, Pip
         return 0;
 }
 
-/* A free batch, or NULL once the writer has stopped. */
+/* A free batch, or NULL once the writer has stopped. While there is none, help with the crypto. */
 static Batch *pipe_acquire(Pipe *p) {
         Batch *b = NULL;
 
         pthread_mutex_lock(&p->mutex);
-        while (p->n_free == 0 && !p->stop)
-                pthread_cond_wait(&p->cond, &p->mutex);
+        while (p->n_free == 0 && !p->stop) {
+                bool helped;
+
+                pthread_mutex_unlock(&p->mutex);
+                helped = pool_help_one(p->pool, p->ctx);
+                pthread_mutex_lock(&p->mutex);
+                /* Only this thread submits, so nothing new can be queued while it waits here. */
+                if (!helped && p->n_free == 0 && !p->stop)
+                        pthread_cond_wait(&p->cond, &p->mutex);
+        }
         if (!p->stop) {
                 b = p->free_batches[--p->n_free];
                 b->fill = 0;
@@ -767,8 +829,8 @@ static void pipe_enqueue_error(Pipe *p, Batch *b, int error, const char *reason)
         pipe_enqueue(p, b);
 }
 
-static void pipe_process(Pipe *p, Batch *b) {
-        pool_run(p->pool, p->ctx, b, p->encrypt);
+static void pipe_submit(Pipe *p, Batch *b) {
+        pool_submit(p->pool, b);
 }
 
 /* Close the queue, wait for the writer's verdict. */
@@ -1000,7 +1062,7 @@ static int seal_fd_pipelined(AgeSealer *s, int in_fd, int out_fd, bool *ret_ran)
                 if (prev) {
                         /* prev is full; it holds the final chunk only if nothing follows. */
                         batch_prepare_plain(prev, &s->counter, b->fill == 0);
-                        pipe_process(p, prev);
+                        pipe_submit(p, prev);
                         pipe_enqueue(p, prev);
                         prev = NULL;
                         if (b->fill == 0) {
@@ -1013,7 +1075,7 @@ static int seal_fd_pipelined(AgeSealer *s, int in_fd, int out_fd, bool *ret_ran)
                          * Never read again after EOF: a terminal could give more, and a short
                          * chunk in the middle would make an invalid file. */
                         batch_prepare_plain(b, &s->counter, true);
-                        pipe_process(p, b);
+                        pipe_submit(p, b);
                         pipe_enqueue(p, b);
                         break;
                 }
@@ -1450,7 +1512,7 @@ static int opener_drain_fd_pipelined(AgeOpener *o, int fd, bool *ret_ran) {
                 }
                 first = false;
                 batch_prepare_cipher(b, &o->counter);
-                pipe_process(p, b);
+                pipe_submit(p, b);
                 if (b->eof_seen) {
                         b->next = NEXT_EOF;
                         pipe_enqueue(p, b);
