@@ -66,3 +66,4 @@ int verb_reconcile(Agent *a);
 int verb_list(Agent *a);
 int verb_update(Agent *a);
 int verb_recompress(Agent *a);
+int verb_scrub(Agent *a);

@@ -32,11 +32,15 @@ static int chain_write(void *userdata, const void *buf, size_t n) {
         return f->stage ? stream_write(&f->stage_writer, buf, n) : stream_write(&f->file_writer, buf, n);
 }
 
+static char *stored_name(const char *name, const InstallSealHook *hook) {
+        return hook && hook->suffix ? xasprintf("%s%s", name, hook->suffix) : strdup(name);
+}
+
 int install_file_open(InstallFile *f, int dirfd, const char *name, uint64_t max_size, const InstallSealHook *hook) {
         int r;
 
         *f = (InstallFile){.fd = -EBADF, .max_size = max_size};
-        f->name = strdup(name);
+        f->name = stored_name(name, hook);
         f->sha = EVP_MD_CTX_new();
         if (!f->name || !f->sha) {
                 r = -ENOMEM;
@@ -49,7 +53,7 @@ int install_file_open(InstallFile *f, int dirfd, const char *name, uint64_t max_
         r = FAULT_POINT("install-create");
         if (r < 0)
                 goto fail;
-        f->fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+        f->fd = openat(dirfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
         if (f->fd < 0) {
                 r = -errno;
                 goto fail;
@@ -71,10 +75,13 @@ fail:
 int install_file_open_resume(InstallFile *f, int dirfd, const char *name, uint64_t max_size,
                              const InstallSealHook *hook, uint64_t *ret_offset) {
         _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_free_ char *stored = stored_name(name, hook);
         struct stat st;
         int r, fd;
 
-        fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (!stored)
+                return -ENOMEM;
+        fd = openat(dirfd, stored, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0) {
                 if (errno != ENOENT)
                         return -errno;
@@ -87,7 +94,7 @@ int install_file_open_resume(InstallFile *f, int dirfd, const char *name, uint64
                 return r;
         }
         *f = (InstallFile){.fd = fd, .max_size = max_size};
-        f->name = strdup(name);
+        f->name = TAKE_PTR(stored);
         f->sha = EVP_MD_CTX_new();
         if (!f->name || !f->sha) {
                 r = -ENOMEM;

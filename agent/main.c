@@ -26,6 +26,7 @@ static const AgentVerb verbs[] = {
         {"verify", verb_verify, true, false, "ID: re-hash a version against its digests"},
         {"reconcile", verb_reconcile, true, false, "repair what a crash interrupted"},
         {"list", verb_list, true, false, "show the versions in the store"},
+        {"scrub", verb_scrub, true, false, "[ID…]: re-verify versions at rest (authentication tags, digests)"},
         {"recompress", verb_recompress, true, false, "PROFILE --from RELEASE: build a smaller derived version"},
         {"update", verb_update, true, true, "[--high-water N] [--content-id HEX] [--check-only]: install a new release"},
 #if ENABLE_FAULT_INJECTION

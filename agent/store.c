@@ -537,7 +537,11 @@ int store_verify(Store *s, const char *id, bool full, StoreProgressFn progress, 
                 _cleanup_close_ int fd = -EBADF;
                 struct stat st;
 
-                fd = openat(ffd, f->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                _cleanup_free_ char *stored = meta->sealed ? xasprintf("%s%s", f->name, SEALED_SUFFIX)
+                                                           : strdup(f->name);
+                if (!stored)
+                        return -ENOMEM;
+                fd = openat(ffd, stored, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
                 if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
                         snprintf(reason, reason_size, "version %s: '%s' is missing", id, f->name);
                         return -EBADMSG;

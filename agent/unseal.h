@@ -28,3 +28,8 @@ void unsealer_close(Unsealer *u, const char *name, StreamReader *r);
 /* The hook that seals what the install pipeline writes (storage.encrypt). Reported as the job's
  * result on failure. */
 int agent_seal_hook(Agent *a, const InstallSealHook **ret);
+
+/* Decrypt a sealed version into $RUNTIME/plain/<model>/<id> (reused when complete), checking
+ * every file against its plaintext digest; readable by storage.group. Reported as the job's
+ * result on failure: -EBADMSG for a corrupt or tampered file, -ENOKEY for a wrong key. */
+int agent_decrypt_version(Agent *a, Store *s, const VersionMeta *meta, StoreProgressFn progress, void *userdata);

@@ -87,10 +87,10 @@ static int output_close(void *userdata, const char *name, StreamWriter *w, bool 
                 r = add_meta_file(o->meta, name, &o->current, sha);
         if (ok && r >= 0)
                 r = strv_extend(&o->written, name);
+        if (!ok)
+                (void) unlinkat(o->files_fd, o->current.name, 0);
         install_file_done(&o->current);
         o->open = false;
-        if (!ok)
-                (void) unlinkat(o->files_fd, name, 0);
         return r;
 }
 

@@ -35,6 +35,7 @@
 #include "root.h"
 #include "store.h"
 #include "strv.h"
+#include "unseal.h"
 
 #define ROOT_STATE_FILE "root.json"
 
@@ -287,7 +288,7 @@ int verb_update(Agent *a) {
         _cleanup_(strv_freep) char **keyids = NULL;
         _cleanup_free_ char *reason = NULL, *doc_url = NULL, *doc = NULL, *rel_path = NULL, *staging = NULL;
         _cleanup_close_ int sdfd = -EBADF, files_fd = -EBADF;
-        const InstallSealHook *seal = NULL; /* encryption at rest plugs in here */
+        const InstallSealHook *seal = NULL; /* encryption at rest: bytes sealed as they stream in */
         char machine_id[33], id[32], space[512] = "";
         FetchOptions opts;
         UpdateArgs u = {};
@@ -403,9 +404,11 @@ int verb_update(Agent *a) {
         }
 
         if (a->model->storage.encrypt) {
-                json_decref(ids);
-                return agent_result_error(a, -EOPNOTSUPP, "storage.encrypt is set but this agent cannot seal yet; "
-                                                          "refusing to store plaintext");
+                r = agent_seal_hook(a, &seal);
+                if (r < 0) {
+                        json_decref(ids);
+                        return r;
+                }
         }
 
         meta = calloc(1, sizeof(VersionMeta));

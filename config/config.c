@@ -524,6 +524,7 @@ static int p_expr_into(Ctx *ctx, const YNode *n, char **text, ConfigMark *mark) 
 static const Range64 range_jobs = {0, 256};
 static const Range64 range_job_timeout = {USEC_PER_SEC, 7 * 86400 * USEC_PER_SEC};
 static const Range64 range_threshold = {1, 64};
+static const Range64 range_scrub = {0, 365 * 86400 * USEC_PER_SEC};
 
 static const Item daemon_items[] = {
         {"state_directory", p_absolute_path, offsetof(DaemonConfig, state_directory)},
@@ -537,6 +538,7 @@ static const Item daemon_items[] = {
         {"agent", p_path, offsetof(DaemonConfig, agent_path)},
         {"agent_user", p_name, offsetof(DaemonConfig, agent_user)},
         {"watch_models", p_bool, offsetof(DaemonConfig, watch_models)},
+        {"scrub_every", p_duration, offsetof(DaemonConfig, scrub_every), &range_scrub},
         {},
 };
 
@@ -1185,6 +1187,7 @@ int config_load_main(const char *path, const char *text, size_t size, Config **r
         c->daemon = (DaemonConfig){
                 .job_timeout = 6 * 3600 * USEC_PER_SEC,
                 .watch_models = true,
+                .scrub_every = 7 * 86400 * USEC_PER_SEC,
         };
         c->trust.threshold = 1;
         c->path = strdup(path);

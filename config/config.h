@@ -233,6 +233,7 @@ typedef struct DaemonConfig {
         char *agent_path;
         char *agent_user;
         bool watch_models;
+        uint64_t scrub_every;   /* usec; 0: no scheduled scrub */
         uint64_t watchdog_min;  /* not a key: filled in from $WATCHDOG_USEC by the daemon */
 } DaemonConfig;
 

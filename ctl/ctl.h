@@ -33,4 +33,5 @@ int verb_keygen(int argc, char *argv[]);
 int verb_release_dispatch(int argc, char *argv[]);
 int verb_update(int argc, char *argv[]);
 int verb_recompress(int argc, char *argv[]);
+int verb_scrub(int argc, char *argv[]);
 int verb_units(int argc, char *argv[]);

@@ -317,3 +317,26 @@ int verb_recompress(int argc, char *argv[]) {
                 printf("%s: version %s built and active.\n", argv[1], active);
         return 0;
 }
+
+int verb_scrub(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL, *reply = NULL;
+        const char *outcome = NULL;
+        int r;
+
+        r = ctl_connect(&bus);
+        if (r < 0)
+                return r;
+        r = new_call(bus, "Scrub", &msg);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(msg, "s", argv[1]);
+        if (r < 0)
+                return log_error_errno(r, "Failed to build the call: %m");
+        r = call_with_progress(bus, msg, argv[1], &reply, "Scrub");
+        if (r < 0)
+                return r;
+        if (sd_bus_message_read(reply, "s", &outcome) >= 0)
+                printf("%s: %s.\n", argv[1], outcome);
+        return 0;
+}

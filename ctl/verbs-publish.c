@@ -13,6 +13,10 @@
 #include <getopt.h>
 #include <inttypes.h>
 
+#include <fcntl.h>
+#include <time.h>
+
+#include "age.h"
 #include "ctl.h"
 #include "fileio.h"
 #include "keys.h"
@@ -126,6 +130,42 @@ static int parse_publish_args(int argc, char *argv[], PublishArgs *a) {
         return 0;
 }
 
+/* An age identity in age-keygen's format (0600, never overwriting); the recipient is printed. The
+ * file can go straight into `systemd-creds encrypt` and be deleted afterwards. */
+static int keygen_age(const char *path) {
+        _cleanup_(age_identity_freep) AgeIdentity *id = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        char recipient[AGE_RECIPIENT_STRING_SIZE];
+        AgeRecipient rcpt;
+        char *text = NULL;
+        int r;
+
+        r = age_keygen(&id);
+        if (r < 0)
+                return log_error_errno(r, "Failed to generate an age identity: %m");
+        r = age_identity_format_file(id, time(NULL), &text);
+        if (r < 0)
+                return log_error_errno(r, "Failed to format the identity: %m");
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                age_secret_string_free(text);
+                return log_error_errno(-errno, "Cannot create %s: %m%s", path,
+                                       errno == EEXIST ? " (refusing to overwrite a key)" : "");
+        }
+        r = loop_write(fd, text, strlen(text));
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        age_secret_string_free(text);
+        if (r < 0) {
+                (void) unlink(path);
+                return log_error_errno(r, "Failed to write %s: %m", path);
+        }
+        age_identity_to_recipient(id, &rcpt);
+        age_recipient_to_string(&rcpt, recipient);
+        printf("%s: age identity (mode 0600)\nrecipient: %s\n", path, recipient);
+        return 0;
+}
+
 int verb_keygen(int argc, char *argv[]) {
         PublishArgs a;
         KeyType t;
@@ -136,7 +176,9 @@ int verb_keygen(int argc, char *argv[]) {
         if (r < 0)
                 return r;
         if (!a.type || !a.out)
-                return log_error_errno(-EINVAL, "Usage: keygen --type ed25519|p256 --out KEY");
+                return log_error_errno(-EINVAL, "Usage: keygen --type ed25519|p256|age --out FILE");
+        if (streq(a.type, "age"))
+                return keygen_age(a.out);
         t = key_type_from_string(a.type);
         if ((int) t < 0)
                 return log_error_errno(-EINVAL, "Unknown key type '%s' (ed25519, p256).", a.type);

@@ -23,7 +23,8 @@ static Model *find_model_or_error(Manager *m, const char *name, sd_bus_error *er
 static const char *op_name(const Model *model) {
         static const char *const names[_OP_TYPE_MAX] = {
                 [OP_RECONCILE] = "reconcile", [OP_IMPORT] = "import", [OP_ACTIVATE] = "activate", [OP_GC] = "gc",
-                [OP_UPDATE] = "update", [OP_RECOMPRESS] = "recompress"};
+                [OP_UPDATE] = "update", [OP_RECOMPRESS] = "recompress",
+                [OP_SCRUB] = "scrub"};
         if (!model->op)
                 return "";
         if (model->op->type == OP_ACTIVATE)
@@ -399,6 +400,28 @@ static int method_recompress(sd_bus_message *msg, void *userdata, sd_bus_error *
         return 1;
 }
 
+static int method_scrub(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Control *c = userdata;
+        Manager *m = control_manager(c);
+        const char *name;
+        Model *model;
+        int r;
+
+        r = control_check_admin(c, msg, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        model = find_model_or_error(m, name, error);
+        if (!model)
+                return -ENOENT;
+        r = model_scrub(model, msg, "operator request");
+        if (r < 0)
+                return op_error(error, r, model);
+        return 1;
+}
+
 const sd_bus_vtable control_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("ListModels", SD_BUS_NO_ARGS,
@@ -417,6 +440,8 @@ const sd_bus_vtable control_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Recompress", SD_BUS_ARGS("s", name, "s", profile), SD_BUS_RESULT("s", active),
                                 method_recompress, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Scrub", SD_BUS_ARGS("s", name), SD_BUS_RESULT("s", outcome), method_scrub,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Hold", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, method_hold_on,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Release", SD_BUS_ARGS("s", name, "s", version), SD_BUS_NO_RESULT, method_release,

@@ -24,6 +24,8 @@ typedef struct ManagerCounters {
         uint64_t updates_installed;
         uint64_t releases_refused;
         uint64_t recompressions;
+        uint64_t scrubs;
+        uint64_t corrupt_found;
 } ManagerCounters;
 
 typedef struct Manager {

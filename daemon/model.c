@@ -86,6 +86,7 @@ Model *model_free(Model *model) {
                 return NULL;
         model_watch_stop(model);
         model_update_stop(model);
+        model_scrub_stop(model);
         model_abort(model, "model removed");
         model_config_free(model->config);
         model_state_file_free(model->state);
@@ -151,6 +152,8 @@ static int run_request(Model *model, ModelRequest *q) {
                 return model_check_update(model, q->reply, q->reason);
         if (q->type == OP_RECOMPRESS)
                 return model_recompress(model, q->id, q->reason, NULL, q->reply);
+        if (q->type == OP_SCRUB)
+                return model_scrub(model, q->reply, q->reason);
         return model_rollback(model, q->id, q->reason, NULL, q->reply);
 }
 
@@ -660,6 +663,10 @@ int model_rollback(Model *model, const char *to, const char *reason, const char 
         }
         if (streq_ptr(to, s->active))
                 return -EALREADY;
+        /* Never back to a version judged bad (failed probation, not ready, corrupt at rest) unless
+         * an operator released it first. */
+        if (model_state_file_is_quarantined(s, to))
+                return -EKEYREVOKED;
         return model_activate(model, to, s->active, ACTIVATION_ROLLBACK, reason ?: "operator request", rule, reply);
 }
 
@@ -777,6 +784,7 @@ static void on_reconcile_job(Job *j, int error, const char *reason, json_t *data
         if (r < 0)
                 log_error_errno(r, "Model %s: cannot start watching its metrics: %m", model->name);
         (void) model_update_start(model);
+        (void) model_scrub_start(model);
         if (error < 0) {
                 log_job_failed(model, "reconcile", NULL, reason);
                 model_op_finish(model, error, reason);

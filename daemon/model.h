@@ -49,6 +49,7 @@ typedef enum OpType {
         OP_GC,
         OP_UPDATE,
         OP_RECOMPRESS,
+        OP_SCRUB,
         _OP_TYPE_MAX,
 } OpType;
 
@@ -94,6 +95,7 @@ typedef struct Model {
         uint64_t job_id;         /* of the last job, for JOB= */
         void *watch;             /* owned by watch.c: scraping, rules, probation */
         sd_event_source *check_timer; /* update checks (update.c) */
+        sd_event_source *scrub_timer; /* scrubs (scrub.c) */
         ModelRequest *requests;  /* queued operator requests, oldest first */
         unsigned n_requests;
         sd_event_source *dispatch_source;
@@ -131,6 +133,11 @@ int model_unquarantine(Model *model, const char *id, const char *who);
 int model_update_start(Model *model);
 void model_update_stop(Model *model);
 int model_check_update(Model *model, sd_bus_message *reply, const char *why);
+
+/* Scrubs (scrub.c): re-verify the store at rest every daemon.scrub_every, and now. */
+int model_scrub_start(Model *model);
+void model_scrub_stop(Model *model);
+int model_scrub(Model *model, sd_bus_message *reply, const char *why);
 
 /* Re-compression (recompress.c): build <release>~<profile> from what serves and activate it.
  * -ENOPKG: no such profile; -EKEYREVOKED: that derived version is quarantined. */
