@@ -573,10 +573,10 @@ static void activation_failed(Model *model, int error, const char *reason) {
         _cleanup_free_ char *failed = strdup(op->to), *why = strdup(reason ?: strerror(-error));
         int r;
 
-        /* A new version that failed verification (corrupt: -EBADMSG), or that the model server could
-         * not load or never became ready with, is not offered again. A host problem (I/O error, no
+        /* A version that failed verification (corrupt or tampered: -EBADMSG), or a new one that the
+         * model server could not load or never became ready with, is not offered again. A host problem (I/O error, no
          * space, the agent killed by a timeout or the OOM killer) is not the version's fault. */
-        if (new_version && (error == -EBADMSG || op->serving_failed)) {
+        if (error == -EBADMSG || (new_version && op->serving_failed)) {
                 char job[32];
                 snprintf(job, sizeof(job), "%" PRIu64, model->job_id);
                 (void) model_state_file_quarantine(model->state, op->to);
