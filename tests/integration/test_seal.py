@@ -150,6 +150,32 @@ class SealTest(unittest.TestCase):
         self.assertIn("cannot open the age identity", p.stderr)
         self.assertEqual(d.status()[0]["active"], "1")
 
+    def test_update_seals_as_it_downloads(self):
+        # A signed release from a file:// repository (the air-gapped path), sealed on the way in.
+        key = os.path.join(self.tmp, "release-key")
+        subprocess.run([mk.CTL, "keygen", "--type", "ed25519", "--out", key], check=True, capture_output=True)
+        repo = os.path.join(self.tmp, "repo")
+        src = self.src("rel", b"released weights")
+        subprocess.run([mk.CTL, "release", "create", "--model", "m", "--channel", "stable", "--version", "7", src,
+                        "--repo", repo], check=True, capture_output=True)
+        subprocess.run([mk.CTL, "release", "sign", "--key", key, os.path.join(repo, "models", "m", "stable.json")],
+                       check=True, capture_output=True)
+        self.d = mk.Daemon(f"trust: {{keys: [{key}.pub]}}
+"
+                           f"encryption: {{recipient: {self.recipient}, identity_file: {self.identity}}}
+",
+                           {"m": f"model: m
+source: {{url: \"file://{repo}\", channel: stable}}
+"
+                                 "storage: {encrypt: true}
+"})
+        self.d.start()
+        mk.wait_for(lambda: self.d.status()[0]["state"] != "busy", what="reconcile")
+        self.d.ctl("update", "m")
+        self.assertEqual(sorted(os.listdir(self.store("7"))), ["config.json.age", "model.safetensors.age"])
+        with open(os.path.join(self.d.runtime, "plain", "m", "7", "model.safetensors"), "rb") as f:
+            self.assertEqual(f.read(), b"released weightsmodel.safetensors")
+
     def test_identity_from_credentials_directory(self):
         creds = os.path.join(self.tmp, "credentials")
         os.makedirs(creds)
