@@ -160,15 +160,10 @@ class SealTest(unittest.TestCase):
                         "--repo", repo], check=True, capture_output=True)
         subprocess.run([mk.CTL, "release", "sign", "--key", key, os.path.join(repo, "models", "m", "stable.json")],
                        check=True, capture_output=True)
-        self.d = mk.Daemon(f"trust: {{keys: [{key}.pub]}}
-"
-                           f"encryption: {{recipient: {self.recipient}, identity_file: {self.identity}}}
-",
-                           {"m": f"model: m
-source: {{url: \"file://{repo}\", channel: stable}}
-"
-                                 "storage: {encrypt: true}
-"})
+        self.d = mk.Daemon(f"trust: {{keys: [{key}.pub]}}\n"
+                           f"encryption: {{recipient: {self.recipient}, identity_file: {self.identity}}}\n",
+                           {"m": f"model: m\nsource: {{url: \"file://{repo}\", channel: stable}}\n"
+                                 "storage: {encrypt: true}\n"})
         self.d.start()
         mk.wait_for(lambda: self.d.status()[0]["state"] != "busy", what="reconcile")
         self.d.ctl("update", "m")
