@@ -3,14 +3,15 @@
 /*
  * age v1 payload: STREAM over ChaCha20-Poly1305 in 64 KiB chunks (c2sp.org/age, "Payload").
  *
- * Chunks are independent given their counter, so we work in batches of BATCH_CHUNKS chunks and
- * let a few worker threads (plus the calling thread) process the chunks of a batch in parallel.
- * A batch buffer holds BATCH_CHUNKS slots of 64 KiB + 16 bytes: sealing encrypts each plaintext
+ * Chunks are independent given their counter, so we work in batches of BATCH_CHUNKS chunks that
+ * several threads can process in parallel (the streaming APIs: the calling thread plus jobs - 1
+ * workers; the fd-to-fd functions: a reader/writer pipeline, see "fd pipeline" below). A batch
+ * buffer holds BATCH_CHUNKS slots of 64 KiB + 16 bytes: sealing encrypts each plaintext
  * slot in place and writes its tag right behind it, so a whole batch of ciphertext is one
  * contiguous write; opening reads a contiguous run of ciphertext and decrypts each chunk in place,
  * so the plaintext is handed out (or writev'd) straight from where it was decrypted. The only
  * copy is the one into or out of the caller's buffer in the push/pull APIs, and none in the
- * fd-to-fd functions. I/O callbacks are only ever called from the calling thread.
+ * fd-to-fd functions. Caller-supplied I/O callbacks are only ever called from the calling thread.
  *
  * Opening follows age's reference reader (filippo.io/age/internal/stream) at the edges, which the
  * C2SP testkit pins down: a full-size chunk is tried as non-final and then as final; a final

@@ -203,9 +203,10 @@ static inline StreamWriter age_sealer_writer(AgeSealer *s) {
 
 /*
  * Seal everything from in_fd (to EOF) to out_fd, reading straight into the chunk buffers. With
- * jobs >= 2 (0: the number of CPUs) and more than one batch of input, a writer thread writes while
- * the calling thread reads and encrypts (with jobs - 2 more workers), so that both cores are busy;
- * with jobs == 1 everything happens in the calling thread.
+ * jobs >= 2 (0: the number of CPUs) and more than one batch (512 KiB) of input, the calling thread
+ * reads, a writer thread writes, and both do the crypto when they would otherwise wait (plus
+ * jobs - 2 dedicated workers), so that two cores are kept busy; with jobs == 1 everything happens
+ * in the calling thread. Both fds are only touched by this call (out_fd from the writer thread).
  */
 int age_seal_fd(const AgeRecipient *recipients, size_t n_recipients, int in_fd, int out_fd, unsigned jobs);
 
