@@ -221,8 +221,9 @@ static int verb_open(int argc, char **argv) {
         if (out == STDOUT_FILENO)
                 out = -EBADF;
         if (r < 0) {
-                fprintf(stderr, "mk-age: open failed: %s%s%s%s\n", age_error_class_to_string(r) ?: strerror(-r),
-                        reason ? " (" : "", strempty(reason), reason ? ")" : "");
+                fprintf(stderr, "mk-age: open failed: %s%s%s%s\n",
+                        age_error_class_to_string(r) ?: strerror(-r), reason ? " (" : "", strempty(reason),
+                        reason ? ")" : "");
                 return exit_code(r);
         }
         return 0;

@@ -3,14 +3,15 @@
 /*
  * age v1 payload: STREAM over ChaCha20-Poly1305 in 64 KiB chunks (c2sp.org/age, "Payload").
  *
- * Chunks are independent given their counter, so we work in batches of BATCH_CHUNKS chunks and
- * let a few worker threads (plus the calling thread) process the chunks of a batch in parallel.
- * A batch buffer holds BATCH_CHUNKS slots of 64 KiB + 16 bytes: sealing encrypts each plaintext
+ * Chunks are independent given their counter, so we work in batches of BATCH_CHUNKS chunks that
+ * several threads can process in parallel (the streaming APIs: the calling thread plus jobs - 1
+ * workers; the fd-to-fd functions: a reader/writer pipeline, see "fd pipeline" below). A batch
+ * buffer holds BATCH_CHUNKS slots of 64 KiB + 16 bytes: sealing encrypts each plaintext
  * slot in place and writes its tag right behind it, so a whole batch of ciphertext is one
  * contiguous write; opening reads a contiguous run of ciphertext and decrypts each chunk in place,
  * so the plaintext is handed out (or writev'd) straight from where it was decrypted. The only
  * copy is the one into or out of the caller's buffer in the push/pull APIs, and none in the
- * fd-to-fd functions. I/O callbacks are only ever called from the calling thread.
+ * fd-to-fd functions. Caller-supplied I/O callbacks are only ever called from the calling thread.
  *
  * Opening follows age's reference reader (filippo.io/age/internal/stream) at the edges, which the
  * C2SP testkit pins down: a full-size chunk is tried as non-final and then as final; a final
@@ -55,9 +56,9 @@ typedef struct Batch {
         size_t used;  /* high-water mark of bytes of buf ever written, wiped when freed */
         size_t n_chunks;
         uint64_t first_counter;
-        bool last_final; /* seal: the last chunk gets the last-chunk flag */
-        bool at_eof;     /* open: the input ended right after this batch */
-        bool eof_seen;   /* filling it ended with a read that returned 0 */
+        bool last_final;             /* seal: the last chunk gets the last-chunk flag */
+        bool at_eof;                 /* open: the input ended right after this batch */
+        bool eof_seen;               /* filling it ended with a read that returned 0 */
         uint32_t size[BATCH_CHUNKS]; /* seal: plaintext bytes; open: ciphertext bytes with the tag */
         int8_t result[BATCH_CHUNKS];
 
@@ -109,7 +110,8 @@ static void batch_done(Batch *b) {
 
 /* A class code from the caller's own reader/writer would be mistaken for a verdict on the file. */
 static int stream_error(int r) {
-        if (r == -AGE_ERROR_NO_MATCH || r == -AGE_ERROR_HEADER || r == -AGE_ERROR_HMAC || r == -AGE_ERROR_PAYLOAD)
+        if (r == -AGE_ERROR_NO_MATCH || r == -AGE_ERROR_HEADER || r == -AGE_ERROR_HMAC ||
+            r == -AGE_ERROR_PAYLOAD)
                 return -EIO;
         return r < 0 ? r : -EIO;
 }
@@ -522,7 +524,8 @@ static int fill_plain_fd(int fd, Batch *b) {
 
                 for (size_t pos = b->fill; pos < BATCH_PLAIN_SIZE;) {
                         size_t slot = pos / AGE_CHUNK_SIZE, off = pos % AGE_CHUNK_SIZE;
-                        iov[n_iov++] = (struct iovec){b->buf + slot * AGE_ENC_CHUNK_SIZE + off, AGE_CHUNK_SIZE - off};
+                        iov[n_iov++] = (struct iovec){b->buf + slot * AGE_ENC_CHUNK_SIZE + off,
+                                                      AGE_CHUNK_SIZE - off};
                         pos += AGE_CHUNK_SIZE - off;
                 }
                 k = readv(fd, iov, (int) n_iov);
@@ -585,7 +588,8 @@ static int writev_all(int fd, struct iovec *iov, size_t n) {
 }
 
 /* Write the plaintext of chunks [first, n) of an opened batch (skipping `skip` bytes of the first). */
-static int write_released_fd(int fd, const Batch *b, size_t first, size_t skip, size_t n, uint64_t *written) {
+static int write_released_fd(int fd, const Batch *b, size_t first, size_t skip, size_t n,
+                             uint64_t *written) {
         struct iovec iov[BATCH_CHUNKS];
         size_t n_iov = 0, total = 0;
         int r;
@@ -627,12 +631,12 @@ typedef struct Pipe {
         size_t n_free;
         Batch *queue[PIPE_BATCHES]; /* ring, in stream order, for the writer */
         size_t q_head, q_len;
-        bool closed;                /* the reader enqueues nothing more */
-        bool stop;                  /* the writer reached a verdict: the reader stops */
-        int result;                 /* the verdict: 0 (authenticated end) or a negative errno */
+        bool closed; /* the reader enqueues nothing more */
+        bool stop;   /* the writer reached a verdict: the reader stops */
+        int result;  /* the verdict: 0 (authenticated end) or a negative errno */
         const char *reason;
-        Pool *pool;                 /* the queue, and jobs - 2 workers */
-        EVP_CIPHER_CTX *ctx;        /* the reader's */
+        Pool *pool;          /* the queue, and jobs - 2 workers */
+        EVP_CIPHER_CTX *ctx; /* the reader's */
         EVP_CIPHER_CTX *writer_ctx;
         bool encrypt;
         int fd;
@@ -886,8 +890,8 @@ AgeSealer *age_sealer_free(AgeSealer *s) {
         return NULL;
 }
 
-int age_sealer_new(const AgeRecipient *recipients, size_t n_recipients, const StreamWriter *out, unsigned jobs,
-                   AgeSealer **ret) {
+int age_sealer_new(const AgeRecipient *recipients, size_t n_recipients, const StreamWriter *out,
+                   unsigned jobs, AgeSealer **ret) {
         _cleanup_(age_sealer_freep) AgeSealer *s = NULL;
         uint8_t file_key[AGE_FILE_KEY_SIZE], nonce[AGE_NONCE_SIZE];
         _cleanup_free_ char *header = NULL;
@@ -1122,7 +1126,8 @@ int age_seal_fd(const AgeRecipient *recipients, size_t n_recipients, int in_fd, 
                  * batch: data arriving there is what tells us that this batch is not the last. */
                 for (size_t pos = a->fill; pos < BATCH_PLAIN_SIZE;) {
                         size_t slot = pos / AGE_CHUNK_SIZE, off = pos % AGE_CHUNK_SIZE;
-                        iov[n_iov++] = (struct iovec){a->buf + slot * AGE_ENC_CHUNK_SIZE + off, AGE_CHUNK_SIZE - off};
+                        iov[n_iov++] = (struct iovec){a->buf + slot * AGE_ENC_CHUNK_SIZE + off,
+                                                      AGE_CHUNK_SIZE - off};
                         pos += AGE_CHUNK_SIZE - off;
                 }
                 assert_se(b->fill == 0);
@@ -1290,8 +1295,8 @@ static int opener_read_header(AgeOpener *o, AgeIdentity *const *identities, size
         return 0;
 }
 
-int age_opener_new(AgeIdentity *const *identities, size_t n_identities, const StreamReader *in, unsigned jobs,
-                   AgeOpener **ret, const char **ret_reason) {
+int age_opener_new(AgeIdentity *const *identities, size_t n_identities, const StreamReader *in,
+                   unsigned jobs, AgeOpener **ret, const char **ret_reason) {
         _cleanup_(age_opener_freep) AgeOpener *o = NULL;
         int r;
 
@@ -1365,7 +1370,8 @@ static int opener_next_batch(AgeOpener *o) {
                 return opener_fail(o, r, "read error");
         if (b->fill == 0)
                 return opener_fail(o, -AGE_ERROR_PAYLOAD,
-                                   o->counter == 0 ? "payload has no chunks" : "payload truncated: no final chunk");
+                                   o->counter == 0 ? "payload has no chunks"
+                                                   : "payload truncated: no final chunk");
         batch_prepare_cipher(b, &o->counter);
 
         if (!o->pool && !o->pool_tried && o->jobs > 1 && b->n_chunks > 1) {
@@ -1438,7 +1444,8 @@ int age_opener_copy_to(AgeOpener *o, const StreamWriter *out) {
 
                         if (avail == 0)
                                 continue;
-                        r = stream_write(out, o->batch.buf + o->rel_chunk * AGE_ENC_CHUNK_SIZE + o->rel_off, avail);
+                        r = stream_write(out, o->batch.buf + o->rel_chunk * AGE_ENC_CHUNK_SIZE + o->rel_off,
+                                         avail);
                         if (r < 0)
                                 return opener_fail(o, stream_error(r), "write error");
                         o->released += avail;

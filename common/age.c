@@ -19,13 +19,13 @@
 #include "bech32.h"
 #include "fileio.h"
 
-#define VERSION_LINE       "age-encryption.org/v1"
-#define VERSION_PREFIX     "age-encryption.org/"
-#define X25519_LABEL       "age-encryption.org/v1/X25519"
-#define RECIPIENT_HRP      "age"
-#define IDENTITY_HRP       "AGE-SECRET-KEY-"
-#define BODY_COLUMNS       64U
-#define MAC_BASE64_SIZE    43U
+#define VERSION_LINE    "age-encryption.org/v1"
+#define VERSION_PREFIX  "age-encryption.org/"
+#define X25519_LABEL    "age-encryption.org/v1/X25519"
+#define RECIPIENT_HRP   "age"
+#define IDENTITY_HRP    "AGE-SECRET-KEY-"
+#define BODY_COLUMNS    64U
+#define MAC_BASE64_SIZE 43U
 
 struct AgeIdentity {
         uint8_t secret[AGE_KEY_SIZE];
@@ -50,8 +50,8 @@ const char *age_error_class_to_string(int error) {
 
 /* ---- primitives ---------------------------------------------------------------------------- */
 
-int age_hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len, const char *info,
-                    uint8_t out[static AGE_KEY_SIZE]) {
+int age_hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
+                    const char *info, uint8_t out[static AGE_KEY_SIZE]) {
         EVP_KDF *kdf = NULL;
         EVP_KDF_CTX *ctx = NULL;
         OSSL_PARAM params[5], *p = params;
@@ -80,7 +80,8 @@ int age_hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, siz
 }
 
 /* ChaCha20-Poly1305 with a fixed all-zero nonce, as the X25519 stanza uses it. out: n + 16. */
-static int aead_seal_zero_nonce(const uint8_t key[static AGE_KEY_SIZE], const uint8_t *in, size_t n, uint8_t *out) {
+static int aead_seal_zero_nonce(const uint8_t key[static AGE_KEY_SIZE], const uint8_t *in, size_t n,
+                                uint8_t *out) {
         static const uint8_t nonce[12] = {};
         EVP_CIPHER_CTX *ctx;
         int len = 0, len2 = 0, r = -EIO;
@@ -98,7 +99,8 @@ static int aead_seal_zero_nonce(const uint8_t key[static AGE_KEY_SIZE], const ui
 }
 
 /* Returns 0, or -EBADMSG when the tag does not verify. in: n + 16 bytes, out: n bytes. */
-static int aead_open_zero_nonce(const uint8_t key[static AGE_KEY_SIZE], const uint8_t *in, size_t n, uint8_t *out) {
+static int aead_open_zero_nonce(const uint8_t key[static AGE_KEY_SIZE], const uint8_t *in, size_t n,
+                                uint8_t *out) {
         static const uint8_t nonce[12] = {};
         EVP_CIPHER_CTX *ctx;
         int len = 0, len2 = 0, r = -EIO;
@@ -118,7 +120,8 @@ static int aead_open_zero_nonce(const uint8_t key[static AGE_KEY_SIZE], const ui
 
 /* X25519(priv, peer). -EBADMSG when the result is all zero (a low-order peer point): OpenSSL's
  * provider refuses to derive it, and we check again so that this never depends on a version. */
-static int x25519(EVP_PKEY *priv, const uint8_t peer[static AGE_KEY_SIZE], uint8_t out[static AGE_KEY_SIZE]) {
+static int x25519(EVP_PKEY *priv, const uint8_t peer[static AGE_KEY_SIZE],
+                  uint8_t out[static AGE_KEY_SIZE]) {
         static const uint8_t zero[AGE_KEY_SIZE] = {};
         EVP_PKEY *peer_key = NULL;
         EVP_PKEY_CTX *ctx = NULL;
@@ -693,12 +696,13 @@ int age_header_parse(const void *data, size_t size, AgeHeader **ret, const char 
                                 if (r < 0)
                                         return r;
                                 if (len > BODY_COLUMNS) {
-                                        age_set_reason(ret_reason, "stanza body line longer than 64 columns");
+                                        age_set_reason(ret_reason,
+                                                       "stanza body line longer than 64 columns");
                                         return -EBADMSG;
                                 }
                                 if (age_base64_decode(line, len, buf, sizeof(buf), &n) < 0) {
-                                        age_set_reason(ret_reason,
-                                                       "stanza body is not canonical base64 or lacks a final short line");
+                                        age_set_reason(ret_reason, "stanza body is not canonical base64 or "
+                                                                   "lacks a final short line");
                                         return -EBADMSG;
                                 }
                                 if (n > 0) {
@@ -739,14 +743,16 @@ static int header_mac(const uint8_t file_key[static AGE_FILE_KEY_SIZE], const vo
         r = age_hkdf_sha256(file_key, AGE_FILE_KEY_SIZE, NULL, 0, "header", key);
         if (r < 0)
                 return r;
-        if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, sizeof(key), data, size, out, AGE_MAC_SIZE, &len) ||
+        if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, sizeof(key), data, size, out, AGE_MAC_SIZE,
+                       &len) ||
             len != AGE_MAC_SIZE)
                 r = -EIO;
         OPENSSL_cleanse(key, sizeof(key));
         return r;
 }
 
-static int x25519_wrap_key(const uint8_t shared[static AGE_KEY_SIZE], const uint8_t share[static AGE_KEY_SIZE],
+static int x25519_wrap_key(const uint8_t shared[static AGE_KEY_SIZE],
+                           const uint8_t share[static AGE_KEY_SIZE],
                            const uint8_t recipient[static AGE_KEY_SIZE], uint8_t out[static AGE_KEY_SIZE]) {
         uint8_t salt[2 * AGE_KEY_SIZE];
 
@@ -757,8 +763,8 @@ static int x25519_wrap_key(const uint8_t shared[static AGE_KEY_SIZE], const uint
 }
 
 /* -ENOKEY: not for this identity (another type, or the tag does not verify). */
-static int x25519_unwrap(const AgeIdentity *id, const AgeStanza *st, uint8_t file_key[static AGE_FILE_KEY_SIZE],
-                         const char **ret_reason) {
+static int x25519_unwrap(const AgeIdentity *id, const AgeStanza *st,
+                         uint8_t file_key[static AGE_FILE_KEY_SIZE], const char **ret_reason) {
         uint8_t share[AGE_KEY_SIZE], shared[AGE_KEY_SIZE], wrap[AGE_KEY_SIZE];
         int r;
 
@@ -796,8 +802,9 @@ static int x25519_unwrap(const AgeIdentity *id, const AgeStanza *st, uint8_t fil
         return r;
 }
 
-int age_header_unwrap(const AgeHeader *h, const void *raw, AgeIdentity *const *identities, size_t n_identities,
-                      uint8_t ret_file_key[static AGE_FILE_KEY_SIZE], const char **ret_reason) {
+int age_header_unwrap(const AgeHeader *h, const void *raw, AgeIdentity *const *identities,
+                      size_t n_identities, uint8_t ret_file_key[static AGE_FILE_KEY_SIZE],
+                      const char **ret_reason) {
         uint8_t file_key[AGE_FILE_KEY_SIZE], mac[AGE_MAC_SIZE];
         bool found = false;
         int r;
@@ -841,7 +848,8 @@ finish:
 /* ---- header builder ------------------------------------------------------------------------- */
 
 static int x25519_wrap(const AgeRecipient *rcpt, const uint8_t file_key[static AGE_FILE_KEY_SIZE],
-                       uint8_t share[static AGE_KEY_SIZE], uint8_t body[static AGE_FILE_KEY_SIZE + AGE_TAG_SIZE]) {
+                       uint8_t share[static AGE_KEY_SIZE],
+                       uint8_t body[static AGE_FILE_KEY_SIZE + AGE_TAG_SIZE]) {
         uint8_t shared[AGE_KEY_SIZE], wrap[AGE_KEY_SIZE];
         EVP_PKEY *eph;
         size_t len = AGE_KEY_SIZE;

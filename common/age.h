@@ -55,10 +55,10 @@
 #define AGE_IDENTITY_STRING_SIZE  75U
 
 /* Limits on untrusted headers (our own files have one ~110-byte stanza). */
-#define AGE_HEADER_SIZE_MAX  (256U * 1024U)
-#define AGE_STANZAS_MAX      256U
-#define AGE_STANZA_ARGS_MAX  32U
-#define AGE_HEADER_LINE_MAX  4096U
+#define AGE_HEADER_SIZE_MAX (256U * 1024U)
+#define AGE_STANZAS_MAX     256U
+#define AGE_STANZA_ARGS_MAX 32U
+#define AGE_HEADER_LINE_MAX 4096U
 /* Identity files (age-keygen's format); a credential is ~200 bytes. */
 #define AGE_IDENTITY_FILE_MAX (64U * 1024U)
 #define AGE_IDENTITIES_MAX    256U
@@ -130,18 +130,18 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AgeIdentities *, age_identities_free);
 /* ---- header (pure: no I/O, no logging; fuzzed) -------------------------------------------- */
 
 typedef struct AgeStanza {
-        char **args;      /* n_args strings, args[0] is the type ("X25519"); NULL-terminated */
-        size_t n_args;    /* >= 1 */
-        uint8_t *body;    /* decoded; NULL when empty */
+        char **args;   /* n_args strings, args[0] is the type ("X25519"); NULL-terminated */
+        size_t n_args; /* >= 1 */
+        uint8_t *body; /* decoded; NULL when empty */
         size_t body_size;
 } AgeStanza;
 
 typedef struct AgeHeader {
         AgeStanza *stanzas;
-        size_t n_stanzas;       /* >= 1 */
+        size_t n_stanzas; /* >= 1 */
         uint8_t mac[AGE_MAC_SIZE];
-        size_t mac_input_size;  /* header bytes the MAC covers: everything up to and including "---" */
-        size_t size;            /* the whole header, including the MAC line's LF: the payload starts here */
+        size_t mac_input_size; /* header bytes the MAC covers: everything up to and including "---" */
+        size_t size;           /* the whole header, including the MAC line's LF: the payload starts here */
 } AgeHeader;
 
 /*
@@ -203,9 +203,10 @@ static inline StreamWriter age_sealer_writer(AgeSealer *s) {
 
 /*
  * Seal everything from in_fd (to EOF) to out_fd, reading straight into the chunk buffers. With
- * jobs >= 2 (0: the number of CPUs) and more than one batch of input, a writer thread writes while
- * the calling thread reads and encrypts (with jobs - 2 more workers), so that both cores are busy;
- * with jobs == 1 everything happens in the calling thread.
+ * jobs >= 2 (0: the number of CPUs) and more than one batch (512 KiB) of input, the calling thread
+ * reads, a writer thread writes, and both do the crypto when they would otherwise wait (plus
+ * jobs - 2 dedicated workers), so that two cores are kept busy; with jobs == 1 everything happens
+ * in the calling thread. Both fds are only touched by this call (out_fd from the writer thread).
  */
 int age_seal_fd(const AgeRecipient *recipients, size_t n_recipients, int in_fd, int out_fd, unsigned jobs);
 

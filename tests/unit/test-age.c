@@ -81,26 +81,32 @@ static void test_bech32_bip173(void **state) {
                 "a12uel5l",
                 "an83characterlonghumanreadablepartthatcontainsthenumber1andtheexcludedcharactersbio1tt5tgs",
                 "abcdef1qpzry9x8gf2tvdw0s3jn54khce6mua7lmqqqxw",
-                "11" "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq" "c8247j",
+                "11"
+                "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"
+                "c8247j",
                 "split1checkupstagehandshakeupstreamerranterredcaperred2y9e3w",
                 "?1ezyfcl",
                 /* Over BIP-173's 90 characters: age has no length limit (c2sp.org/age). */
-                "an84characterslonghumanreadablepartthatcontainsthenumber1andtheexcludedcharactersbio1569pvx",
+                "an84characterslonghumanreadablepartthatcontainsthenumber1andtheexcludedcharacters"
+                "bio1569pvx",
         };
         static const char *const invalid[] = {
-                "\x20" "1nwldj5",   /* HRP character out of range */
-                "\x7f" "1axkwrx",
-                "\x80" "1eym55h",
-                "pzry9x0s0muk",     /* no separator */
-                "1pzry9x0s0muk",    /* empty HRP */
-                "x1b4n0q5v",        /* invalid data character */
-                "li1dgmt3",         /* too short checksum */
-                "de1lg7wt\xff",     /* invalid character in checksum */
-                "A1G7SGD8",         /* checksum calculated with upper-case HRP */
-                "10a06t8",          /* empty HRP */
-                "1qzzfhee",         /* empty HRP */
-                "A12UeL5L",         /* mixed case */
-                "a12uel5m",         /* bad checksum */
+                "\x20"
+                "1nwldj5", /* HRP character out of range */
+                "\x7f"
+                "1axkwrx",
+                "\x80"
+                "1eym55h",
+                "pzry9x0s0muk",  /* no separator */
+                "1pzry9x0s0muk", /* empty HRP */
+                "x1b4n0q5v",     /* invalid data character */
+                "li1dgmt3",      /* too short checksum */
+                "de1lg7wt\xff",  /* invalid character in checksum */
+                "A1G7SGD8",      /* checksum calculated with upper-case HRP */
+                "10a06t8",       /* empty HRP */
+                "1qzzfhee",      /* empty HRP */
+                "A12UeL5L",      /* mixed case */
+                "a12uel5m",      /* bad checksum */
                 "",
         };
 
@@ -250,7 +256,8 @@ static void test_keys_invalid(void **state) {
         assert_null(id);
 
         /* Mixed case. */
-        assert_int_equal(age_recipient_from_string("Age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj", &r),
+        assert_int_equal(age_recipient_from_string(
+                                 "Age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj", &r),
                          -EINVAL);
         /* Bad checksum: one character changed. */
         memcpy(bad, SPEC_RECIPIENT, sizeof(bad));
@@ -292,7 +299,8 @@ static void test_keygen(void **state) {
         {
                 char rs[AGE_RECIPIENT_STRING_SIZE], expect[512];
                 age_recipient_to_string(&ra, rs);
-                snprintf(expect, sizeof(expect), "# created: 2025-11-29T10:00:00Z\n# public key: %s\n%s\n", rs, sa);
+                snprintf(expect, sizeof(expect), "# created: 2025-11-29T10:00:00Z\n# public key: %s\n%s\n",
+                         rs, sa);
                 assert_string_equal(text, expect);
         }
         {
@@ -312,8 +320,9 @@ static void test_identity_file(void **state) {
 
         /* age-keygen output, a second key, blank lines, CRLF, no final newline. */
         snprintf(buf, sizeof(buf),
-                 "# created: 2025-11-29T10:00:00+01:00\n# public key: %s\n%s\n\n#another\r\n%s\r\n%s", SPEC_RECIPIENT,
-                 SPEC_IDENTITY, "AGE-SECRET-KEY-1KMAK0KQZH3WWC66737YCZN65WDHVDSZHLQ6EUDU2PR65HLHXYNYSW2RPU8",
+                 "# created: 2025-11-29T10:00:00+01:00\n# public key: %s\n%s\n\n#another\r\n%s\r\n%s",
+                 SPEC_RECIPIENT, SPEC_IDENTITY,
+                 "AGE-SECRET-KEY-1KMAK0KQZH3WWC66737YCZN65WDHVDSZHLQ6EUDU2PR65HLHXYNYSW2RPU8",
                  SPEC_IDENTITY);
         assert_int_equal(age_identities_parse(buf, strlen(buf), &ids, &line), 0);
         assert_int_equal(ids->n, 3);
@@ -329,10 +338,13 @@ static void test_identity_file(void **state) {
                 {"# c\n " SPEC_IDENTITY "\n", -EBADMSG, 2},
                 {SPEC_IDENTITY " \n", -EBADMSG, 1},
                 {SPEC_IDENTITY "\n\n" SPEC_RECIPIENT "\n", -EBADMSG, 3},
-                {"AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEY\n", -EBADMSG, 1},
-                {"age-secret-key-1gfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpq4egaex\n", -EBADMSG, 1},
+                {"AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEY\n", -EBADMSG,
+                 1},
+                {"age-secret-key-1gfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpq4egaex\n", -EBADMSG,
+                 1},
                 {SPEC_IDENTITY "\r\r\n", -EBADMSG, 1},
-                {"AGE-SECRET-KEY-PQ-1XX76JRALNLXDMEW0CRK45QMCCH4X06SE84UN3VPM33W6HWDX0H3SK3ZQFR\n", -EPROTONOSUPPORT, 1},
+                {"AGE-SECRET-KEY-PQ-1XX76JRALNLXDMEW0CRK45QMCCH4X06SE84UN3VPM33W6HWDX0H3SK3ZQFR\n",
+                 -EPROTONOSUPPORT, 1},
                 {"#\nAGE-PLUGIN-YUBIKEY-1QQQQQQ\n", -EPROTONOSUPPORT, 2},
                 {"-----BEGIN AGE ENCRYPTED FILE-----\n", -EBADMSG, 1},
         };
@@ -363,7 +375,8 @@ static void test_identity_file(void **state) {
         {
                 _cleanup_close_ int fd = openat(dfd, "key.txt", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
                 assert_true(fd >= 0);
-                assert_int_equal(write(fd, SPEC_IDENTITY "\n", sizeof(SPEC_IDENTITY)), sizeof(SPEC_IDENTITY));
+                assert_int_equal(write(fd, SPEC_IDENTITY "\n", sizeof(SPEC_IDENTITY)),
+                                 sizeof(SPEC_IDENTITY));
         }
         assert_int_equal(age_identities_load_at(dfd, "key.txt", &ids, &line), 0);
         assert_int_equal(ids->n, 1);
@@ -388,10 +401,10 @@ static void test_base64(void **state) {
                 int r;
                 size_t n;
         } cases[] = {
-                {"", 0, 0},        {"AA", 0, 1},   {"AB", -EINVAL, 0},  {"AAA", 0, 2},  {"AAB", -EINVAL, 0},
-                {"AAAA", 0, 3},    {"A", -EINVAL, 0}, {"AA==", -EINVAL, 0}, {"AA=", -EINVAL, 0},
-                {"AA\n", -EINVAL, 0}, {"A A", -EINVAL, 0}, {"-_", -EINVAL, 0}, {"+/+/", 0, 3},
-                {"AAAAA", -EINVAL, 0},
+                {"", 0, 0},          {"AA", 0, 1},          {"AB", -EINVAL, 0},  {"AAA", 0, 2},
+                {"AAB", -EINVAL, 0}, {"AAAA", 0, 3},        {"A", -EINVAL, 0},   {"AA==", -EINVAL, 0},
+                {"AA=", -EINVAL, 0}, {"AA\n", -EINVAL, 0},  {"A A", -EINVAL, 0}, {"-_", -EINVAL, 0},
+                {"+/+/", 0, 3},      {"AAAAA", -EINVAL, 0},
         };
         uint8_t out[64], in[64];
         char enc[128];
@@ -417,17 +430,20 @@ static void test_base64(void **state) {
 }
 
 /* The example header of c2sp.org/age. */
-#define HDR_X25519 "-> X25519 XEl0dJ6y3C7KZkgmgWUicg63EyXJiwBJW8PdYJ/cYBE\nqRS0AMjdjPvZ/WT08U2KL4G+PIooA3hy38SvLpvaC1E\n"
-#define HDR_MAC    "--- HK2NmOBN9Dpq0Gw6xMCuhFcQlQLvZ/wQUi/2scLG75s\n"
-#define HDR_V1     "age-encryption.org/v1\n"
+#define HDR_X25519   \
+        "-> X25519 " \
+        "XEl0dJ6y3C7KZkgmgWUicg63EyXJiwBJW8PdYJ/cYBE\nqRS0AMjdjPvZ/WT08U2KL4G+PIooA3hy38SvLpvaC1E\n"
+#define HDR_MAC "--- HK2NmOBN9Dpq0Gw6xMCuhFcQlQLvZ/wQUi/2scLG75s\n"
+#define HDR_V1  "age-encryption.org/v1\n"
 
 static int parse_str(const char *s, AgeHeader **ret) {
         return age_header_parse(s, strlen(s), ret, NULL);
 }
 
 static void test_header_parse(void **state) {
-        static const char good[] = HDR_V1 HDR_X25519 "-> grease\n\n-> a b c d\n"
-                                   "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\n\n" HDR_MAC "PAYLOAD";
+        static const char good[] = HDR_V1 HDR_X25519
+                "-> grease\n\n-> a b c d\n"
+                "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\n\n" HDR_MAC "PAYLOAD";
         AgeHeader *h = NULL;
         const char *reason = NULL;
 
@@ -458,21 +474,25 @@ static void test_header_parse(void **state) {
                 "age-encryption.org/v2\n" HDR_X25519 HDR_MAC,
                 "age-encryption.org/v1 \n" HDR_X25519 HDR_MAC,
                 "age-encryption.org/v1\r\n" HDR_X25519 HDR_MAC,
-                HDR_V1 HDR_MAC,                                            /* no stanza */
-                HDR_V1 "->\n\n" HDR_MAC,                                   /* no arguments */
-                HDR_V1 "-> \n\n" HDR_MAC,                                  /* empty argument */
-                HDR_V1 "->  a\n\n" HDR_MAC,                                /* empty argument */
-                HDR_V1 "-> a \n\n" HDR_MAC,                                /* trailing space */
-                HDR_V1 "->a\n\n" HDR_MAC,                                  /* no space */
-                HDR_V1 "-> a\tb\n\n" HDR_MAC,                              /* not VCHAR */
-                HDR_V1 "-> a\xc3\xa9\n\n" HDR_MAC,                         /* not ASCII */
-                HDR_V1 "-> a\n" HDR_MAC,                                   /* no final short body line */
-                HDR_V1 "-> a\nAA==\n" HDR_MAC,                             /* padding */
-                HDR_V1 "-> a\nAB\n" HDR_MAC,                               /* not canonical */
-                HDR_V1 "-> a\nAA\r\n" HDR_MAC,                             /* CR */
-                HDR_V1 "-> a\nQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQ\n" HDR_MAC, /* 65 */
-                HDR_V1 "-> a\nQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\n" HDR_MAC, /* no short */
-                HDR_V1 "-> a\n\n\n" HDR_MAC,                               /* two short lines */
+                HDR_V1 HDR_MAC,                    /* no stanza */
+                HDR_V1 "->\n\n" HDR_MAC,           /* no arguments */
+                HDR_V1 "-> \n\n" HDR_MAC,          /* empty argument */
+                HDR_V1 "->  a\n\n" HDR_MAC,        /* empty argument */
+                HDR_V1 "-> a \n\n" HDR_MAC,        /* trailing space */
+                HDR_V1 "->a\n\n" HDR_MAC,          /* no space */
+                HDR_V1 "-> a\tb\n\n" HDR_MAC,      /* not VCHAR */
+                HDR_V1 "-> a\xc3\xa9\n\n" HDR_MAC, /* not ASCII */
+                HDR_V1 "-> a\n" HDR_MAC,           /* no final short body line */
+                HDR_V1 "-> a\nAA==\n" HDR_MAC,     /* padding */
+                HDR_V1 "-> a\nAB\n" HDR_MAC,       /* not canonical */
+                HDR_V1 "-> a\nAA\r\n" HDR_MAC,     /* CR */
+                HDR_V1
+                "-> a\nQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQ\n" HDR_MAC, /* 65 */
+                HDR_V1
+                "-> a\nQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\n" HDR_MAC, /* no
+                                                                                                       short
+                                                                                                     */
+                HDR_V1 "-> a\n\n\n" HDR_MAC, /* two short lines */
                 HDR_V1 "-> a\n\n--- \n",
                 HDR_V1 "-> a\n\n---\n",
                 HDR_V1 "-> a\n\n---HK2NmOBN9Dpq0Gw6xMCuhFcQlQLvZ/wQUi/2scLG75s\n",
@@ -536,8 +556,9 @@ static void test_header_limits(void **state) {
         for (unsigned i = 0; n < AGE_HEADER_SIZE_MAX + 100; i++) {
                 n += (size_t) sprintf(buf + n, "-> a\n");
                 for (unsigned j = 0; j < 60; j++)
-                        n += (size_t) sprintf(buf + n, "%s\n",
-                                              "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB");
+                        n += (size_t) sprintf(
+                                buf + n, "%s\n",
+                                "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB");
                 n += (size_t) sprintf(buf + n, "\n");
         }
         assert_int_equal(age_header_parse(buf, n, &h, &reason), -EBADMSG);
@@ -548,9 +569,9 @@ static void test_header_limits(void **state) {
 /* ---- sealing and opening in memory ----------------------------------------------------------- */
 
 typedef enum OpenMode {
-        OPEN_PUSH,     /* age_open_stream into a MemWriter */
-        OPEN_PULL,     /* age_opener_read with odd read sizes, reader handing out small pieces */
-        OPEN_FD,       /* age_open_fd between memfds */
+        OPEN_PUSH, /* age_open_stream into a MemWriter */
+        OPEN_PULL, /* age_opener_read with odd read sizes, reader handing out small pieces */
+        OPEN_FD,   /* age_open_fd between memfds */
         _OPEN_MODE_MAX,
 } OpenMode;
 
@@ -619,7 +640,8 @@ static int open_mem(AgeIdentity *const *ids, size_t n_ids, const uint8_t *cipher
                 break;
         }
         case OPEN_FD: {
-                _cleanup_close_ int in = memfd_with(cipher, size), out = memfd_create("age-out", MFD_CLOEXEC);
+                _cleanup_close_ int in = memfd_with(cipher, size),
+                                    out = memfd_create("age-out", MFD_CLOEXEC);
                 size_t n = 0;
 
                 assert_true(out >= 0);
@@ -663,9 +685,22 @@ static size_t n_chunks_for(size_t size) {
 
 static void test_roundtrip(void **state) {
         static const size_t sizes[] = {
-                0, 1, 15, 16, 17, AGE_CHUNK_SIZE - 1, AGE_CHUNK_SIZE, AGE_CHUNK_SIZE + 1, 2 * AGE_CHUNK_SIZE,
-                31 * AGE_CHUNK_SIZE + 5, 32 * AGE_CHUNK_SIZE - 1, 32 * AGE_CHUNK_SIZE, 32 * AGE_CHUNK_SIZE + 1,
-                64 * AGE_CHUNK_SIZE, 64 * AGE_CHUNK_SIZE + 17, 100 * AGE_CHUNK_SIZE + 3,
+                0,
+                1,
+                15,
+                16,
+                17,
+                AGE_CHUNK_SIZE - 1,
+                AGE_CHUNK_SIZE,
+                AGE_CHUNK_SIZE + 1,
+                2 * AGE_CHUNK_SIZE,
+                31 * AGE_CHUNK_SIZE + 5,
+                32 * AGE_CHUNK_SIZE - 1,
+                32 * AGE_CHUNK_SIZE,
+                32 * AGE_CHUNK_SIZE + 1,
+                64 * AGE_CHUNK_SIZE,
+                64 * AGE_CHUNK_SIZE + 17,
+                100 * AGE_CHUNK_SIZE + 3,
         };
         static const unsigned jobs[] = {1, 3};
         _cleanup_(age_identity_freep) AgeIdentity *id = NULL, *other = NULL;
@@ -687,15 +722,15 @@ static void test_roundtrip(void **state) {
                         seal_mem(r, 2, plain, size, jobs[ji], piece, &cipher, &cipher_size);
                         assert_int_equal(age_header_parse(cipher, cipher_size, &h, NULL), 0);
                         assert_int_equal(h->n_stanzas, 2);
-                        assert_int_equal(cipher_size,
-                                         h->size + AGE_NONCE_SIZE + size + AGE_TAG_SIZE * n_chunks_for(size));
+                        assert_int_equal(cipher_size, h->size + AGE_NONCE_SIZE + size +
+                                                              AGE_TAG_SIZE * n_chunks_for(size));
 
                         for (OpenMode m = 0; m < _OPEN_MODE_MAX; m++) {
                                 _cleanup_free_ uint8_t *out = NULL;
                                 size_t out_size = 0;
                                 const char *reason = NULL;
-                                int k = open_mem(&id, 1, cipher, cipher_size, jobs[(ji + m) % 2], m, &out, &out_size,
-                                                 &reason);
+                                int k = open_mem(&id, 1, cipher, cipher_size, jobs[(ji + m) % 2], m, &out,
+                                                 &out_size, &reason);
                                 if (k != 0)
                                         fail_msg("size %zu mode %s: %d (%s)", size, open_mode_name[m], k,
                                                  strna(reason));
@@ -706,8 +741,13 @@ static void test_roundtrip(void **state) {
 }
 
 static void test_seal_fd(void **state) {
-        static const size_t sizes[] = {0, 1, AGE_CHUNK_SIZE, 32 * AGE_CHUNK_SIZE, 32 * AGE_CHUNK_SIZE + 1,
-                                       33 * AGE_CHUNK_SIZE, 65 * AGE_CHUNK_SIZE - 7};
+        static const size_t sizes[] = {0,
+                                       1,
+                                       AGE_CHUNK_SIZE,
+                                       32 * AGE_CHUNK_SIZE,
+                                       32 * AGE_CHUNK_SIZE + 1,
+                                       33 * AGE_CHUNK_SIZE,
+                                       65 * AGE_CHUNK_SIZE - 7};
         _cleanup_(age_identity_freep) AgeIdentity *id = NULL;
         AgeRecipient r;
 
@@ -742,8 +782,9 @@ static void test_seal_fd(void **state) {
                                 assert_int_equal(waitpid(pid, NULL, 0), pid);
                                 cipher = memfd_read_all(out_fd, &cipher_size);
                         }
-                        assert_int_equal(open_mem(&id, 1, cipher, cipher_size, jobs, OPEN_FD, &out, &out_size, NULL),
-                                         0);
+                        assert_int_equal(
+                                open_mem(&id, 1, cipher, cipher_size, jobs, OPEN_FD, &out, &out_size, NULL),
+                                0);
                         assert_int_equal(out_size, sizes[i]);
                         assert_memory_equal(out, plain, sizes[i]);
                         out = mfree(out);
@@ -787,8 +828,8 @@ typedef struct ChunkSpec {
 } ChunkSpec;
 
 /* A file whose payload is exactly the given chunks, encrypted with the right key. */
-static void craft(const AgeRecipient *r, const ChunkSpec *chunks, size_t n, const uint8_t *plain, uint8_t **ret,
-                  size_t *ret_size) {
+static void craft(const AgeRecipient *r, const ChunkSpec *chunks, size_t n, const uint8_t *plain,
+                  uint8_t **ret, size_t *ret_size) {
         _cleanup_free_ char *header = NULL;
         uint8_t nonce[AGE_NONCE_SIZE], key[AGE_KEY_SIZE];
         size_t header_size = 0, total, pos, off = 0;
@@ -820,9 +861,12 @@ static void craft(const AgeRecipient *r, const ChunkSpec *chunks, size_t n, cons
                 iv[11] = chunks[i].final;
                 assert_int_equal(EVP_EncryptInit_ex(ctx, EVP_chacha20_poly1305(), NULL, key, iv), 1);
                 if (chunks[i].size > 0)
-                        assert_int_equal(EVP_EncryptUpdate(ctx, out + pos, &len, plain + off, (int) chunks[i].size), 1);
+                        assert_int_equal(
+                                EVP_EncryptUpdate(ctx, out + pos, &len, plain + off, (int) chunks[i].size),
+                                1);
                 assert_int_equal(EVP_EncryptFinal_ex(ctx, out + pos + len, &len2), 1);
-                assert_int_equal(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, AGE_TAG_SIZE, out + pos + chunks[i].size),
+                assert_int_equal(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, AGE_TAG_SIZE,
+                                                     out + pos + chunks[i].size),
                                  1);
                 pos += chunks[i].size + AGE_TAG_SIZE;
                 off += chunks[i].size;
@@ -845,8 +889,9 @@ static void expect_open(AgeIdentity *id, const uint8_t *cipher, size_t size, int
                         int r = open_mem(&id, 1, cipher, size, jobs, m, &out, &out_size, &reason);
 
                         if (r != error || out_size != released)
-                                fail_msg("%s [%s, %u jobs]: got %d (%s) with %zu bytes, want %d with %zu", what,
-                                         open_mode_name[m], jobs, r, strna(reason), out_size, error, released);
+                                fail_msg("%s [%s, %u jobs]: got %d (%s) with %zu bytes, want %d with %zu",
+                                         what, open_mode_name[m], jobs, r, strna(reason), out_size, error,
+                                         released);
                         if (error < 0 && error != -ENOMEM)
                                 assert_non_null(reason);
                         assert_memory_equal(out, plain, released);
@@ -961,17 +1006,17 @@ static void test_tamper(void **state) {
         expect_open(other, cipher, cipher_size, 0, size, plain, "untouched, second recipient");
 
         /* Change one byte somewhere (flip bits, or set a value), open, restore it. */
-#define TAMPER_SET(off, value, error, released, what)                                                         \
-        do {                                                                                                  \
-                size_t _o = (off);                                                                            \
-                uint8_t _saved = cipher[_o];                                                                  \
-                cipher[_o] = (value);                                                                         \
-                expect_open(id, cipher, cipher_size, (error), (released), plain, (what));                     \
-                cipher[_o] = _saved;                                                                          \
+#define TAMPER_SET(off, value, error, released, what)                                     \
+        do {                                                                              \
+                size_t _o = (off);                                                        \
+                uint8_t _saved = cipher[_o];                                              \
+                cipher[_o] = (value);                                                     \
+                expect_open(id, cipher, cipher_size, (error), (released), plain, (what)); \
+                cipher[_o] = _saved;                                                      \
         } while (0)
-#define TAMPER(off, mask, error, released, what)                                                              \
+#define TAMPER(off, mask, error, released, what) \
         TAMPER_SET((off), (uint8_t) (cipher[(off)] ^ (mask)), (error), (released), (what))
-#define TAMPER_B64(off, error, released, what)                                                                \
+#define TAMPER_B64(off, error, released, what) \
         TAMPER_SET((off), b64_other(cipher[(off)]), (error), (released), (what))
 
         /* Version line. */
@@ -1026,11 +1071,13 @@ static void test_tamper(void **state) {
          * chunk boundary and tag. What authenticated before the cut is released, nothing else. */
         {
                 size_t full = cipher_size;
-                size_t cuts[] = {0, 1, 21, 22, h->mac_input_size, h->size - 1, h->size, h->size + 8, payload - 1};
+                size_t cuts[] = {0,           1,       21,          22,         h->mac_input_size,
+                                 h->size - 1, h->size, h->size + 8, payload - 1};
 
                 for (size_t i = 0; i < ELEMENTSOF(cuts); i++) {
                         cipher_size = cuts[i];
-                        expect_open(id, cipher, cipher_size, -EBADMSG, 0, plain, "truncated header or nonce");
+                        expect_open(id, cipher, cipher_size, -EBADMSG, 0, plain,
+                                    "truncated header or nonce");
                 }
                 for (size_t k = 0; k <= 36; k++) {
                         static const ssize_t deltas[] = {-17, -16, -15, -1, 0, 1, 15, 16, 17};
@@ -1048,7 +1095,9 @@ static void test_tamper(void **state) {
                                 snprintf(what, sizeof(what), "truncated at chunk %zu%+zd", k, deltas[d]);
                                 /* Chunks complete before the cut authenticate as non-final. */
                                 expect_open(id, cipher, cipher_size, -EUCLEAN,
-                                            MIN((size_t) ((cut - (ssize_t) payload) / AGE_ENC_CHUNK_SIZE), (size_t) 35) * C,
+                                            MIN((size_t) ((cut - (ssize_t) payload) / AGE_ENC_CHUNK_SIZE),
+                                                (size_t) 35) *
+                                                    C,
                                             plain, what);
                         }
                 }
@@ -1103,17 +1152,19 @@ static void test_big_header_trickle(void **state) {
         for (unsigned i = 0; i < AGE_STANZAS_MAX - 1; i++) {
                 n += (size_t) sprintf((char *) file + n, "-> grease-%u x y\n", i);
                 for (unsigned j = 0; j < 3; j++)
-                        n += (size_t) sprintf((char *) file + n, "%s\n",
-                                              "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB");
+                        n += (size_t) sprintf(
+                                (char *) file + n, "%s\n",
+                                "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB");
                 n += (size_t) sprintf((char *) file + n, "QUFB\n");
         }
         /* Our stanza and "---", then a fresh MAC over all of it, then nonce and payload as they were. */
         memcpy(file + n, cipher + strlen(HDR_V1), h->mac_input_size - strlen(HDR_V1));
         n += h->mac_input_size - strlen(HDR_V1);
         assert_true(n < AGE_HEADER_SIZE_MAX);
-        assert_int_equal(age_hkdf_sha256(craft_file_key, sizeof(craft_file_key), NULL, 0, "header", hkey), 0);
-        assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, hkey, sizeof(hkey), file, n, mac, sizeof(mac),
-                                  &mac_len));
+        assert_int_equal(age_hkdf_sha256(craft_file_key, sizeof(craft_file_key), NULL, 0, "header", hkey),
+                         0);
+        assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, hkey, sizeof(hkey), file, n, mac,
+                                  sizeof(mac), &mac_len));
         file[n++] = ' ';
         n += age_base64_encode(mac, sizeof(mac), (char *) file + n);
         file[n++] = '\n';
@@ -1160,8 +1211,9 @@ static void test_low_order_shares(void **state) {
         static const uint8_t low[][32] = {
                 {0},
                 {1},
-                {0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
-                 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
+                {0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3,
+                 0xfa, 0xf1, 0x9f, 0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32,
+                 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
         };
         _cleanup_(age_identity_freep) AgeIdentity *id = NULL;
         uint8_t file_key[AGE_FILE_KEY_SIZE] = {};
@@ -1180,7 +1232,8 @@ static void test_low_order_shares(void **state) {
                 assert_null(sink);
 
                 age_base64_encode(low[i], 32, share);
-                n = snprintf(buf, sizeof(buf), HDR_V1 "-> X25519 %s\nqRS0AMjdjPvZ/WT08U2KL4G+PIooA3hy38SvLpvaC1E\n" HDR_MAC,
+                n = snprintf(buf, sizeof(buf),
+                             HDR_V1 "-> X25519 %s\nqRS0AMjdjPvZ/WT08U2KL4G+PIooA3hy38SvLpvaC1E\n" HDR_MAC,
                              share);
                 assert_int_equal(age_header_parse(buf, (size_t) n, &h, NULL), 0);
                 assert_int_equal(age_header_unwrap(h, buf, &id, 1, file_key, &reason), -EBADMSG);
@@ -1320,7 +1373,8 @@ static void vector_parse(const char *data, size_t size, Vector *v) {
                 p = nl + 1;
         }
         if (v->compressed)
-                assert_int_equal(inflate_all((const uint8_t *) p, (size_t) (end - p), &v->body, &v->body_size), 0);
+                assert_int_equal(
+                        inflate_all((const uint8_t *) p, (size_t) (end - p), &v->body, &v->body_size), 0);
         else {
                 v->body_size = (size_t) (end - p);
                 v->body = malloc(v->body_size + 1);
@@ -1346,7 +1400,8 @@ static int expect_to_error(const char *expect) {
 static void test_testkit(void **state) {
         _cleanup_free_ char *dir = NULL;
         const char *data = test_shared_data();
-        unsigned n_files = 0, n_run = 0, n_passed = 0, skip_armor = 0, skip_scrypt = 0, skip_pq = 0, skip_unknown = 0;
+        unsigned n_files = 0, n_run = 0, n_passed = 0, skip_armor = 0, skip_scrypt = 0, skip_pq = 0,
+                 skip_unknown = 0;
         struct dirent **names = NULL;
         int n;
 
@@ -1418,15 +1473,17 @@ static void test_testkit(void **state) {
                                 uint8_t digest[SHA256_DIGEST_SIZE];
                                 char hex[SHA256_HEX_SIZE];
                                 unsigned jobs = m == OPEN_FD ? 4 : 1;
-                                int r = open_mem(ids, n_ids, v.body, v.body_size, jobs, m, &out, &out_size, &reason);
+                                int r = open_mem(ids, n_ids, v.body, v.body_size, jobs, m, &out, &out_size,
+                                                 &reason);
 
                                 assert_int_equal(sha256_buffer(out, out_size, digest), 0);
                                 hex_encode(digest, sizeof(digest), hex);
                                 if (r != want || (v.payload && !streq(hex, v.payload))) {
-                                        print_message("FAIL %s [%s]: expected %s, got %d %s (%s), payload %s\n",
-                                                      names[i]->d_name, open_mode_name[m], v.expect, r,
-                                                      strna(age_error_class_to_string(r)), strna(reason),
-                                                      v.payload && !streq(hex, v.payload) ? "differs" : "ok");
+                                        print_message(
+                                                "FAIL %s [%s]: expected %s, got %d %s (%s), payload %s\n",
+                                                names[i]->d_name, open_mode_name[m], v.expect, r,
+                                                strna(age_error_class_to_string(r)), strna(reason),
+                                                v.payload && !streq(hex, v.payload) ? "differs" : "ok");
                                         ok = false;
                                 }
                         }
@@ -1441,10 +1498,11 @@ static void test_testkit(void **state) {
         }
         free(names);
 
-        print_message("age testkit: %u vectors, %u run, %u passed, %u skipped (armor %u, scrypt/passphrase %u, "
-                      "post-quantum identity %u, unknown key %u)\n",
-                      n_files, n_run, n_passed, skip_armor + skip_scrypt + skip_pq + skip_unknown, skip_armor,
-                      skip_scrypt, skip_pq, skip_unknown);
+        print_message(
+                "age testkit: %u vectors, %u run, %u passed, %u skipped (armor %u, scrypt/passphrase %u, "
+                "post-quantum identity %u, unknown key %u)\n",
+                n_files, n_run, n_passed, skip_armor + skip_scrypt + skip_pq + skip_unknown, skip_armor,
+                skip_scrypt, skip_pq, skip_unknown);
         assert_int_equal(n_passed, n_run);
         assert_true(n_run > 50);
 }
