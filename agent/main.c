@@ -12,6 +12,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "parse-util.h"
+#include "rules.h"
 #include "sandbox.h"
 #include "strv.h"
 #include "wire.h"
@@ -301,6 +302,8 @@ static int run(Agent *a, int argc, char *argv[]) {
         int r;
 
         log_setup();
+        /* The same model files as the daemon, judged the same way (expressions included). */
+        policies_install_config_validator();
         if (argc < 2 || argv[1][0] == '-') {
                 if (argc >= 2 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
                         help();

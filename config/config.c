@@ -780,12 +780,16 @@ static int scrape_target(Ctx *ctx, const YNode *n, MetricsConfig *m) {
         t = &m->targets[m->n_targets++];
         *t = (ScrapeTarget){
                 .every = 15 * USEC_PER_SEC,
-                .timeout = 10 * USEC_PER_SEC,
+                .timeout = 0, /* not given: see below */
                 .max_body = 16 * MIB,
                 .max_series = 100000,
         };
         if (parse_mapping(ctx, n, scrape_items, t, "metrics.scrape") < 0)
                 return -EINVAL;
+        /* As Prometheus: the default timeout is 10s, or the interval when that is shorter; only an
+         * explicit timeout longer than the interval is an error. */
+        if (t->timeout == 0)
+                t->timeout = MIN(10 * USEC_PER_SEC, t->every);
         if (t->timeout > t->every)
                 return ctx_err(ctx, n, "scrape timeout is longer than its interval");
         return 0;

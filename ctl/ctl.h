@@ -35,3 +35,4 @@ int verb_update(int argc, char *argv[]);
 int verb_recompress(int argc, char *argv[]);
 int verb_scrub(int argc, char *argv[]);
 int verb_units(int argc, char *argv[]);
+int verb_policy(int argc, char *argv[]);

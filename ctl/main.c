@@ -6,6 +6,7 @@
 
 #include "ctl.h"
 #include "log.h"
+#include "rules.h"
 
 bool arg_json = false;
 bool arg_no_pager = false;
@@ -29,6 +30,10 @@ static const CtlVerb verbs[] = {
         {"import", 2, 5, verb_import, "import MODEL DIR [--version ID] [--activate]",
          "Add a version from a local directory"},
         {"reload", 0, 0, verb_reload, "reload", "Re-read the configuration (like systemctl reload)"},
+        /* Two lines of help, one verb: the lookup takes either entry. */
+        {"policy", 1, 1024, verb_policy, "policy check [--config PATH] FILE...", "Validate model files offline"},
+        {"policy", 1, 1024, verb_policy, "policy test FILE --series SERIES",
+         "Run a model's policy over written series and print the decisions"},
         {"units", 0, 2, verb_units, "units [--config PATH]",
          "List the systemd units that model files may restart (offline; used by polkit)"},
         {"keygen", 2, 8, verb_keygen, "keygen --type ed25519|p256|age --out FILE",
@@ -174,6 +179,8 @@ int main(int argc, char *argv[]) {
 
         log_setup();
         log_set_target(LOG_TARGET_CONSOLE);
+        /* Model files are judged as modelkeeperd judges them, expressions included. */
+        policies_install_config_validator();
         /* "+": options after the verb belong to the verb. */
         while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
                 switch (c) {

@@ -42,4 +42,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(HttpClient *, http_client_free);
 int http_request_start(HttpClient *c, const HttpRequestSpec *spec, HttpRequest **ret);
 /* Stop a request; its callback is not called. */
 void http_request_cancel(HttpRequest *req);
+/* The response's Content-Type (NULL when none, e.g. file://); valid only during the done callback. */
+const char *http_request_content_type(const HttpRequest *req) _pure_;
 unsigned http_client_active(const HttpClient *c) _pure_;

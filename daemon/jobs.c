@@ -12,6 +12,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "parse-util.h"
+#include "stats.h"
 #include "strv.h"
 
 /* How long a cancelled agent may take to leave its staging area in a resumable state. */
@@ -131,6 +132,10 @@ static void runner_dispatch(JobRunner *r);
 /* The single exit of a job: report, unlink, free, start whatever waits. */
 static void job_finish(Job *j, int error, const char *reason) {
         JobRunner *r = j->runner;
+        uint64_t now = 0;
+
+        if (j->started_usec > 0 && sd_event_now(r->event, CLOCK_MONOTONIC, &now) >= 0)
+                stats_job_finished(j->verb, now - j->started_usec, error);
 
         if (j->state == JOB_RUNNING)
                 r->n_running--;

@@ -8,6 +8,8 @@
 #include "config.h"
 #include "log.h"
 #include "manager.h"
+#include "rules.h"
+#include "stats.h"
 
 static char *arg_config = NULL;
 static char *arg_state_directory = NULL;
@@ -120,6 +122,9 @@ static int run(int argc, char *argv[]) {
         int r;
 
         log_setup();
+        /* A model file with a bad expression is refused with file:line:col, at start and reload. */
+        policies_install_config_validator();
+        stats_install();
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r;

@@ -14,6 +14,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "manager.h"
+#include "metrics-file.h"
 #include "model.h"
 #include "strv.h"
 
@@ -54,6 +55,7 @@ static void manager_free_models(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        metrics_file_stop(m);
         m->control = control_free(m->control);
         manager_free_models(m);
         m->jobs = job_runner_free(m->jobs);
@@ -380,6 +382,7 @@ int manager_reload(Manager *m, const char *why) {
         m->refused_files = TAKE_PTR(refused);
         (void) manager_configure_jobs(m);
         (void) manager_watch_models(m);
+        (void) metrics_file_setup(m);
         m->reloads++;
         log_event(LOG_INFO, 0,
                   &(LogFields){.message_id = MK_MESSAGE_RELOADED, .action = "reload", .reason = why},
@@ -509,6 +512,7 @@ int manager_startup(Manager *m) {
                 return log_error_errno(r, "Failed to set up the control socket %s: %m", socket_path);
 
         (void) manager_watch_models(m);
+        (void) metrics_file_setup(m);
 
         /* Each model first reconciles its store with state.json (an agent job each). */
         m->started = true;

@@ -636,6 +636,8 @@ int model_activate(Model *model, const char *to, const char *from, ActivationKin
         op->rule = rule ? strdup(rule) : NULL;
         if (!op->to || (op->from && streq(op->from, op->to)))
                 op->from = mfree(op->from);
+        /* The old version still serves: the last moment to measure it for baseline(…). */
+        model_watch_before_activation(model, op->to, kind);
         r = start_activation_job(model);
         if (r < 0) {
                 /* Nothing happened: no reply here, the caller reports r. */

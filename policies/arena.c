@@ -27,7 +27,9 @@ void *arena_alloc(Arena *a, size_t size) {
                 return NULL;
 
         if (!c || c->size - c->used < need) {
-                csize = MAX((size_t) ARENA_CHUNK_MIN, need);
+                size_t want = a->next_chunk > 0 ? a->next_chunk : (size_t) ARENA_CHUNK_MIN;
+
+                csize = MAX(want, need);
                 c = malloc(sizeof(ArenaChunk) + csize);
                 if (!c)
                         return NULL;
@@ -35,6 +37,8 @@ void *arena_alloc(Arena *a, size_t size) {
                 c->used = 0;
                 c->next = a->head;
                 a->head = c;
+                if (a->next_chunk > 0 && a->next_chunk < ARENA_CHUNK_MIN)
+                        a->next_chunk *= 2;
         }
         p = (uint8_t *) c->data + c->used;
         c->used += need;

@@ -16,6 +16,9 @@ typedef struct Arena {
         ArenaChunk *head;
         size_t used;  /* bytes handed out since the last reset */
         size_t limit; /* 0: no limit */
+        /* Size of the next chunk; 0: 16 KiB. A smaller start doubles with each chunk up to 16 KiB, for
+         * long-lived arenas that usually stay small (a daemon keeps one per watched model). */
+        size_t next_chunk;
 } Arena;
 
 void *arena_alloc(Arena *a, size_t size);

@@ -220,6 +220,8 @@ int expr_env_new(ExprEnv **ret) {
         ExprEnv *e = calloc(1, sizeof(ExprEnv));
         if (!e)
                 return -ENOMEM;
+        /* A compiled policy is a few KiB of syntax trees, kept for as long as the model is watched. */
+        e->arena.next_chunk = 1024;
         *ret = e;
         return 0;
 }

@@ -152,6 +152,10 @@ static int env_with_defines(const ModelConfig *m, ExprEnv **ret) {
 
 /* What a kind of expression must evaluate to. */
 static const char *check_kind_type(const char *kind, const Expr *x) {
+        /* A range alone has no value: every evaluation would fail, so refuse it at load time. */
+        if (expr_type(x) == EXPR_MATRIX)
+                return "a range like x[5m] has no value on its own: wrap it in a function, e.g. rate(x[5m]) or "
+                       "avg_over_time(x[5m])";
         if (streq(kind, "when") && expr_type(x) != EXPR_VECTOR)
                 return "a rule condition must be an instant vector, e.g. x > 0 (a comparison of two numbers needs "
                        "at least one series)";

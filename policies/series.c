@@ -153,10 +153,12 @@ struct SeriesStore {
         uint64_t lookback, span;
         size_t capacity, max_series, max_ignored, max_label_bytes, max_labels;
 
+        /* Both grow with the series (up to max_buckets and all_max), so that a store holding a
+         * handful of series does not pay for tables sized for its limits. */
         Series **buckets;
-        size_t n_buckets;
+        size_t n_buckets, max_buckets;
         Series **all;
-        size_t n_all, n_stored, n_ignored;
+        size_t n_all, all_alloc, all_max, n_stored, n_ignored;
 
         /* name filter for want(): fixed names of the selectors, open addressing */
         char **names;
@@ -305,6 +307,39 @@ static void store_unlink(SeriesStore *s, Series *x) {
         free(x);
 }
 
+/* Room for one more series: the list of all series, and a hash table kept at most 3/4 full. A failed
+ * table growth is not an error (the chains get longer); a failed list growth is. */
+static int store_reserve(SeriesStore *s) {
+        if (s->n_all + 1 > s->all_alloc) {
+                size_t n = MIN(MAX(s->all_alloc * 2, (size_t) 16), s->all_max);
+                Series **a;
+
+                if (n <= s->n_all)
+                        return -E2BIG;
+                a = reallocarray(s->all, n, sizeof(Series *));
+                if (!a)
+                        return -ENOMEM;
+                s->all = a;
+                s->all_alloc = n;
+        }
+        if ((s->n_all + 1) * 4 > s->n_buckets * 3 && s->n_buckets < s->max_buckets) {
+                size_t nb = s->n_buckets * 2;
+                Series **b = calloc(nb, sizeof(Series *));
+
+                if (!b)
+                        return 0;
+                for (size_t i = 0; i < s->n_all; i++) {
+                        Series *x = s->all[i];
+                        x->next = b[x->hash & (nb - 1)];
+                        b[x->hash & (nb - 1)] = x;
+                }
+                free(s->buckets);
+                s->buckets = b;
+                s->n_buckets = nb;
+        }
+        return 0;
+}
+
 /* Make a series (or an ignored entry). p must be sorted. Returns NULL when a limit refuses it. */
 static Series *store_create(SeriesStore *s, uint64_t h, const char *metric, const LabelPair *p, size_t n,
                             unsigned target, bool force) {
@@ -335,6 +370,8 @@ static Series *store_create(SeriesStore *s, uint64_t h, const char *metric, cons
                 return NULL;
         }
 
+        if (store_reserve(s) < 0)
+                return NULL;
         mem = sizeof(Series) + s->mask_words * sizeof(uint64_t) + n * sizeof(LabelPair) + label_bytes;
         if (any)
                 mem += s->capacity * sizeof(SeriesSample);
@@ -469,9 +506,12 @@ int series_store_new(Selector *const *selectors, size_t n_selectors, const Serie
         }
         s->targets = strv_copy(o->targets ?: (char *[]){NULL});
         s->gen = calloc(s->n_targets + 1, sizeof(uint64_t));
-        s->n_buckets = round_pow2(2 * (s->max_series + s->max_ignored + s->n_targets));
+        s->all_max = s->max_series + s->max_ignored + s->n_targets + 1;
+        s->max_buckets = round_pow2(2 * s->all_max);
+        s->n_buckets = round_pow2(2 * s->n_targets); /* at least 16 */
         s->buckets = calloc(s->n_buckets, sizeof(Series *));
-        s->all = calloc(s->max_series + s->max_ignored + s->n_targets + 1, sizeof(Series *));
+        s->all_alloc = MIN(s->n_targets + 16, s->all_max);
+        s->all = calloc(s->all_alloc, sizeof(Series *));
         s->n_names_slots = round_pow2(2 * n_selectors + 2);
         s->names = calloc(s->n_names_slots, sizeof(char *));
         s->tmp = calloc(s->max_labels + 2, sizeof(LabelPair));
@@ -498,8 +538,7 @@ int series_store_new(Selector *const *selectors, size_t n_selectors, const Serie
         s->memory_bound = (uint64_t) (s->max_series + s->n_targets) * per_series +
                           (uint64_t) s->max_ignored * (sizeof(Series) + s->mask_words * 8 +
                                                        s->max_labels * sizeof(LabelPair) + s->max_label_bytes) +
-                          (uint64_t) s->n_buckets * sizeof(Series *) +
-                          (uint64_t) (s->max_series + s->max_ignored + s->n_targets + 1) * sizeof(Series *);
+                          (uint64_t) s->max_buckets * sizeof(Series *) + (uint64_t) s->all_max * sizeof(Series *);
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -745,8 +784,7 @@ void series_store_stats(const SeriesStore *s, SeriesStoreStats *ret) {
                 .max_series = s->max_series,
                 .capacity = s->capacity,
                 .memory_bound = s->memory_bound,
-                .memory_used = s->memory_used + s->n_buckets * sizeof(Series *) +
-                               (s->max_series + s->max_ignored + s->n_targets + 1) * sizeof(Series *),
+                .memory_used = s->memory_used + (s->n_buckets + s->all_alloc) * sizeof(Series *),
                 .dropped_series = s->dropped_series,
                 .dropped_samples = s->dropped_samples,
         };

@@ -74,6 +74,8 @@ class Daemon:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)
             env.pop("WATCHDOG_PID", None)
         env.update(self.extra_env)
+        if getattr(self, "log", None):
+            self.log.close()  # a restart
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [DAEMON, "--config", self.config_path, "--state-directory", self.state,
@@ -192,15 +194,19 @@ class ModelServer:
         with urllib.request.urlopen(self.url + "/state", timeout=5) as r:
             return json.loads(r.read())
 
-    def set(self, **metrics):
+    def set(self, version=None, **metrics):
+        """Set metric values; with version, only while that version is loaded."""
         import urllib.parse
         import urllib.request
+        if version is not None:
+            metrics["version"] = version
         q = urllib.parse.urlencode(metrics)
         urllib.request.urlopen(urllib.request.Request(self.url + "/set?" + q, method="POST"), timeout=5).read()
 
     def close(self):
         self.proc.kill()
         self.proc.wait()
+        self.proc.stdout.close()
 
 
 def make_source(directory, content=b"weights", files=("model.safetensors", "config.json")):

@@ -5,7 +5,9 @@
 GET  /ready     200 when ready, else 503. Readiness is "loaded version not in NOT_READY".
 POST /reload    (re)load: reads what serve/<model> points at, records it.
 GET  /metrics   Prometheus text with the values set through POST /set?name=value.
-POST /set       set metric values (query string), e.g. /set?accuracy_correct_total=5
+POST /set       set metric values (query string), e.g. /set?accuracy_correct_total=5; with
+                version=ID, values that apply only while that version is loaded (a version
+                that regresses), e.g. /set?version=2&accuracy=0.8
 GET  /state     JSON: reloads, loaded target, metric values.
 
 Environment: PORT (0: pick one and print it), SERVE_LINK (the serve/<model> path),
@@ -20,7 +22,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
-state = {"reloads": 0, "loaded": None, "metrics": {}, "requests": []}
+state = {"reloads": 0, "loaded": None, "metrics": {}, "version_metrics": {}, "requests": []}
 not_ready = set(filter(None, os.environ.get("NOT_READY", "").split(",")))
 serve_link = os.environ.get("SERVE_LINK")
 
@@ -61,7 +63,9 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200 if ok else 503, "ready\n" if ok else "loading\n")
         elif path == "/metrics":
             with lock:
-                lines = [f"{k} {v}" for k, v in sorted(state["metrics"].items())]
+                metrics = dict(state["metrics"])
+                metrics.update(state["version_metrics"].get(loaded_version(), {}))
+                lines = [f"{k} {v}" for k, v in sorted(metrics.items())]
             self.reply(200, "\n".join(lines) + "\n", "text/plain; version=0.0.4")
         elif path == "/state":
             with lock:
@@ -82,8 +86,11 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, "{}", "application/json")
         elif u.path == "/set":
             with lock:
-                for k, v in urllib.parse.parse_qsl(u.query):
-                    state["metrics"][k] = float(v)
+                q = dict(urllib.parse.parse_qsl(u.query))
+                version = q.pop("version", None)
+                target = state["metrics"] if version is None else state["version_metrics"].setdefault(version, {})
+                for k, v in q.items():
+                    target[k] = float(v)
             self.reply(200, "ok\n")
         else:
             self.reply(404, "not found\n")

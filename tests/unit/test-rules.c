@@ -472,6 +472,9 @@ static void test_validator_errors(void **state) {
         expect_model_error("model: m\nrollout:\n  checks:\n    - {expr: x, min: \"baseline(x[5m])\"}\n",
                            "/etc/modelkeeper/models.d/m.yaml:4:32: in min: baseline() needs an instant value, e.g. "
                            "baseline(rate(x[5m]))");
+        expect_model_error("model: m\nrollout:\n  checks:\n    - {expr: x, max: \"x[5m]\"}\n",
+                           "/etc/modelkeeper/models.d/m.yaml:4:23: in max: a range like x[5m] has no value on its own: "
+                           "wrap it in a function, e.g. rate(x[5m]) or avg_over_time(x[5m])");
         expect_model_error("model: m\nrollout:\n  checks:\n    - {expr: \"x{a=~\\\"(\\\"}\"}\n",
                            "/etc/modelkeeper/models.d/m.yaml:4:17: in condition: invalid regular expression \"(\": "
                            "Unmatched ( or \\(");
