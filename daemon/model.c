@@ -464,7 +464,9 @@ static void on_ready(Model *model, int error, const char *reason, void *userdata
                 return;
         if (error < 0) {
                 snprintf(buf, sizeof(buf), "model server not ready: %s", reason);
-                op->serving_failed = true;
+                /* Up but never ready with this version: the version's fault. Not reachable at all:
+                 * the host's (the previous version is restored, nothing is quarantined). */
+                op->serving_failed = error == -EPROTO;
                 log_event(LOG_WARNING, 0,
                           &(LogFields){.message_id = MK_MESSAGE_SERVE_READY, .model = model->name, .version = op->to,
                                        .from_version = op->from, .action = "ready", .reason = buf},
@@ -492,7 +494,9 @@ static void on_reloaded(Model *model, int error, const char *reason, void *userd
                 return;
         if (error < 0) {
                 snprintf(buf, sizeof(buf), "model server reload failed: %s", reason);
-                op->serving_failed = true;
+                /* It answered and refused (HTTP error, command failed, unit job failed): the version's
+                 * fault. Unreachable or timed out: the host's. */
+                op->serving_failed = error == -EIO;
                 log_event(LOG_WARNING, 0,
                           &(LogFields){.message_id = MK_MESSAGE_SERVE_RELOAD, .model = model->name, .version = op->to,
                                        .from_version = op->from, .action = "reload", .reason = buf},

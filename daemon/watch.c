@@ -1114,6 +1114,9 @@ int model_watch_activated(Model *model, const char *version, const char *from, A
         r = policy_rollout_start(w->policy, version, watch_now(w));
         if (r <= 0)
                 return r;
+        /* The model's first version: nothing to regress from, so baseline() checks have nothing to
+         * say (and nothing to roll back to either). */
+        policy_rollout_set_first(w->policy, !from);
         w->kind = kind;
         free(w->from);
         w->from = from ? strdup(from) : NULL;

@@ -64,8 +64,8 @@ class Demo:
         print(f"\n\033[1m[{time.monotonic() - self.t0:5.1f}s] {text}\033[0m" if sys.stdout.isatty()
               else f"\n[{time.monotonic() - self.t0:5.1f}s] {text}", flush=True)
 
-    def note(self, text):
-        if not self.quiet:
+    def note(self, text, always=False):
+        if always or not self.quiet:
             print(f"         {text}", flush=True)
 
     # --- processes -------------------------------------------------------------------------
@@ -198,6 +198,15 @@ http {{
         self.spawn([PY, os.path.join(HERE, "server.py"), "--serve", self.serve_link, "--port", str(self.server_port)],
                    log=os.path.join(self.dir, "model-server.log"))
         self.server_url = f"http://127.0.0.1:{self.server_port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.server_port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the demo model server did not start")
+                time.sleep(0.05)
         self.note(f"{self.server_url}/metrics — loads {self.serve_link}")
 
     def configure(self):
@@ -298,27 +307,27 @@ http {{
         self.say("Step 1 — v1 is published: check, verify, download, seal, activate, probation")
         self.ctl("update", MODEL)
         self.wait_for("promote", "1")
-        self.note(f"measured by the model server: accuracy {self.measured_accuracy():.1%} on held-out digits")
+        self.note(f"measured by the model server: accuracy {self.measured_accuracy():.1%} on held-out digits", True)
 
         self.say("Step 2 — v2 (better) is published: update, probation against v1's baseline, promotion")
         self.publish(2, "more epochs")
         self.ctl("update", MODEL)
         self.wait_for("promote", "2")
-        self.note(f"measured by the model server: accuracy {self.measured_accuracy():.1%}")
+        self.note(f"measured by the model server: accuracy {self.measured_accuracy():.1%}", True)
 
         self.say("Step 3 — v3 (broken: shuffled weights, validly signed) is published")
         self.publish(3, "a bad training run")
         self.ctl("update", MODEL, check=False)
         self.wait_for("quarantine", "3")
         self.wait_for("rollback")
-        self.note(f"after the rollback the server measures accuracy {self.measured_accuracy():.1%}")
+        self.note(f"after the rollback the server measures accuracy {self.measured_accuracy():.1%}", True)
 
         self.say("Step 4 — the host runs short of memory: the memory rule fires → int8 re-compression of v2")
         with open(self.pressure + ".tmp", "w") as f:
             f.write("host_memory_available_bytes 268435456\n")
         os.rename(self.pressure + ".tmp", self.pressure)
         self.wait_for("promote", "2~int8", timeout=120)
-        self.note(f"int8 version measured by the model server: accuracy {self.measured_accuracy():.1%}")
+        self.note(f"int8 version measured by the model server: accuracy {self.measured_accuracy():.1%}", True)
 
         self.say("modelkeeperctl status")
         print(self.ctl("status").stdout, end="")
@@ -339,6 +348,7 @@ def main():
     a = ap.parse_args()
     workdir = a.keep or tempfile.mkdtemp(prefix="modelkeeper-demo.")
     os.makedirs(workdir, exist_ok=True)
+    os.chmod(workdir, 0o755)  # nginx's workers (another user) serve the repository inside
     demo = Demo(a.build, a.fast, workdir, a.quiet)
 
     def on_signal(sig, frame):

@@ -2768,3 +2768,7 @@ char *expr_value_to_string(const ExprValue *v, Arena *a) {
         free(b.s);
         return r;
 }
+
+bool expr_has_baseline(const Expr *x) {
+        return x && x->has_baseline;
+}

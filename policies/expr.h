@@ -76,6 +76,9 @@ Selector *const *expr_env_selectors(const ExprEnv *e, size_t *ret_n);
 /* The longest history (range + offset) any selector needs, usec. */
 uint64_t expr_env_max_history(const ExprEnv *e) _pure_;
 
+/* Whether x contains a baseline(…) anywhere. */
+bool expr_has_baseline(const Expr *x) _pure_;
+
 /* baseline(x): each distinct argument gets an index; its key is the canonical text of x. */
 size_t expr_env_n_baselines(const ExprEnv *e) _pure_;
 const char *expr_env_baseline_key(const ExprEnv *e, size_t i);
