@@ -153,3 +153,5 @@ size_t expr_samples_since(const Expr *x, const ExprContext *c, uint64_t since);
 /* Format a value for logs: "no data", "0.93", "{code=\"500\"} 0.93, … (3 series)". */
 char *expr_value_to_string(const ExprValue *v, Arena *a);
 int expr_format_number(double v, char *buf, size_t size);
+/* Six significant digits (whole numbers exact): for messages, not for re-parsing. */
+int expr_format_short(double v, char *buf, size_t size);

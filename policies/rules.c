@@ -699,14 +699,14 @@ static int run_check(Policy *p, const PolicyCheck *pc, CheckResult *res, const S
                         if ((pc->min && x < res->min) || (pc->max && x > res->max)) {
                                 res->value = x;
                                 res->outcome = CHECK_FAIL;
-                                expr_format_number(x, num, sizeof(num));
+                                expr_format_short(x, num, sizeof(num));
                                 if (pc->min && x < res->min) {
                                         char b[64];
-                                        expr_format_number(res->min, b, sizeof(b));
+                                        expr_format_short(res->min, b, sizeof(b));
                                         snprintf(res->reason, sizeof(res->reason), "%s below min %s", num, b);
                                 } else {
                                         char b[64];
-                                        expr_format_number(res->max, b, sizeof(b));
+                                        expr_format_short(res->max, b, sizeof(b));
                                         snprintf(res->reason, sizeof(res->reason), "%s above max %s", num, b);
                                 }
                                 break;
