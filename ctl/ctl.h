@@ -24,6 +24,8 @@ int ctl_connect(sd_bus **ret);
 /* Print a D-Bus call failure as a user would want to read it; returns a negative errno. */
 int ctl_bus_error(const sd_bus_error *e, int r, const char *what);
 
+int verb_status(int argc, char *argv[]);
+int verb_reload(int argc, char *argv[]);
 int verb_versions(int argc, char *argv[]);
 int verb_rollback(int argc, char *argv[]);
 int verb_hold(int argc, char *argv[]);
