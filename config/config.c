@@ -1487,15 +1487,16 @@ int config_load(const char *path, Config **ret, ConfigErrors *errors, char ***re
 }
 
 int config_override_directories(Config *c, const char *state, const char *runtime) {
-        /* systemd's StateDirectory=/RuntimeDirectory= win: they are what the sandbox lets us write. A
+        /* systemd's StateDirectory=/RuntimeDirectory= win over the options and the file: they are
+         * what the sandbox lets us write, so anything else would fail later and less clearly. A
          * colon-separated list means several were configured; ours is the first. */
         const char *e;
 
         e = getenv("STATE_DIRECTORY");
-        if (!state && e && *e)
+        if (e && *e)
                 state = e;
         e = getenv("RUNTIME_DIRECTORY");
-        if (!runtime && e && *e)
+        if (e && *e)
                 runtime = e;
 
         if (state) {

@@ -273,6 +273,9 @@ int model_config_load(const char *path, const char *text, size_t size, const Con
  * left out (its name in *ret_refused); a broken main file fails the whole load. */
 int config_load(const char *path, Config **ret, ConfigErrors *errors, char ***ret_refused);
 int config_read_file(const char *path, char **ret, size_t *ret_size);
+/* What the configuration points at outside its text: trust keys that must parse, TLS files and
+ * programs that must exist. Appends "file: key: message" lines; returns how many. */
+size_t config_check_references(const Config *c, ConfigErrors *e);
 
 const ModelConfig *config_find_model(const Config *c, const char *name) _pure_;
 /* Insert or replace (by name) a model; takes ownership. Keeps models sorted. */
