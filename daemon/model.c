@@ -72,6 +72,7 @@ static ModelOp *model_op_free(ModelOp *op) {
         free(op->from);
         free(op->previous_before);
         free(op->failure);
+        free(op->suspect);
         free(op->result);
         free(op->reason);
         free(op->rule);
@@ -467,6 +468,7 @@ static void on_ready(Model *model, int error, const char *reason, void *userdata
                 /* Up but never ready with this version: the version's fault. Not reachable at all:
                  * the host's (the previous version is restored, nothing is quarantined). */
                 op->serving_failed = error == -EPROTO;
+                op->serving_unreachable = !op->serving_failed;
                 log_event(LOG_WARNING, 0,
                           &(LogFields){.message_id = MK_MESSAGE_SERVE_READY, .model = model->name, .version = op->to,
                                        .from_version = op->from, .action = "ready", .reason = buf},
@@ -477,8 +479,23 @@ static void on_ready(Model *model, int error, const char *reason, void *userdata
         if (model->config->serve.ready_url)
                 log_event(LOG_INFO, 0,
                           &(LogFields){.message_id = MK_MESSAGE_SERVE_READY, .model = model->name, .version = op->to,
-                                       .action = "ready", .reason = model->config->serve.ready_url},
+                                       .from_version = op->from, .action = "ready",
+                                       .reason = model->config->serve.ready_url},
                           "Model %s: version %s is ready.", model->name, op->to);
+        if (op->kind == ACTIVATION_RESTORE && op->suspect &&
+            (model->config->serve.ready_url || model->config->serve.reload != RELOAD_NONE)) {
+                /* The same server that could not be reached with the new version is fine with the
+                 * old one again: the new version is what brought it down (a crash on load, say). */
+                _cleanup_free_ char *why = xasprintf("the model server was unreachable with version %s and is ready "
+                                                     "again with version %s",
+                                                     op->suspect, op->to);
+                (void) model_state_file_quarantine(model->state, op->suspect);
+                log_event(LOG_WARNING, 0,
+                          &(LogFields){.message_id = MK_MESSAGE_QUARANTINED, .model = model->name,
+                                       .version = op->suspect, .from_version = op->to, .action = "quarantine",
+                                       .reason = why},
+                          "Model %s: version %s quarantined: %s.", model->name, op->suspect, why);
+        }
         activation_done(model);
 }
 
@@ -497,6 +514,7 @@ static void on_reloaded(Model *model, int error, const char *reason, void *userd
                 /* It answered and refused (HTTP error, command failed, unit job failed): the version's
                  * fault. Unreachable or timed out: the host's. */
                 op->serving_failed = error == -EIO;
+                op->serving_unreachable = !op->serving_failed;
                 log_event(LOG_WARNING, 0,
                           &(LogFields){.message_id = MK_MESSAGE_SERVE_RELOAD, .model = model->name, .version = op->to,
                                        .from_version = op->from, .action = "reload", .reason = buf},
@@ -586,7 +604,7 @@ static void activation_failed(Model *model, int error, const char *reason) {
                 (void) model_state_file_quarantine(model->state, op->to);
                 log_event(LOG_WARNING, 0,
                           &(LogFields){.message_id = MK_MESSAGE_QUARANTINED, .model = model->name, .version = op->to,
-                                       .action = "quarantine", .job = job, .reason = why},
+                                       .from_version = op->from, .action = "quarantine", .job = job, .reason = why},
                           "Model %s: version %s quarantined: %s", model->name, op->to, strna(why));
         }
 
@@ -597,6 +615,8 @@ static void activation_failed(Model *model, int error, const char *reason) {
                 _cleanup_free_ char *restore_reason = NULL;
 
                 op->failed_once = true;
+                if (new_version && op->serving_unreachable && !op->serving_failed)
+                        op->suspect = strdup(strna(failed));
                 restore_reason = xasprintf("version %s failed: %s", strna(failed), strna(why));
                 free(op->failure);
                 op->failure = xasprintf("version %s failed (%s); version %s restored", strna(failed), strna(why),

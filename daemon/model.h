@@ -64,6 +64,9 @@ typedef struct ModelOp {
         bool then_activate;
         bool failed_once;        /* an activation that already fell back */
         bool serving_failed;     /* the model server could not load it or never became ready */
+        bool serving_unreachable; /* the model server could not be reached with it (host or version?) */
+        char *suspect;           /* a new version restored away from while the server was unreachable:
+                                  * quarantined if the restored version then becomes ready */
         char *failure;           /* why it fell back: the operation's outcome even if the restore works */
         char *result;            /* what a successful operation answers (default: the version) */
         sd_bus_message *reply;   /* a control API call waiting for the outcome */
