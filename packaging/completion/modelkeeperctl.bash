@@ -46,7 +46,7 @@ _modelkeeperctl_profiles() {
 _modelkeeperctl() {
         local cur=${COMP_WORDS[COMP_CWORD]} prev= opt= i w
         local -a words=() _mkctl=("${COMP_WORDS[0]}")
-        local verbs="status versions update rollback recompress hold release import reload units keygen policy"
+        local verbs="status versions update rollback recompress scrub hold release import reload units keygen policy"
         local global_opts="--help --version --json --socket="
 
         # COMP_WORDBREAKS splits "--opt=value" into "--opt" "=" "value": put them back together.
@@ -95,7 +95,7 @@ _modelkeeperctl() {
                 mapfile -t COMPREPLY < <(compgen -d -- "$cur")
                 return 0 ;;
         --type)
-                mapfile -t COMPREPLY < <(compgen -W "ed25519 p256" -- "$cur")
+                mapfile -t COMPREPLY < <(compgen -W "ed25519 p256 age" -- "$cur")
                 return 0 ;;
         --model)
                 mapfile -t COMPREPLY < <(compgen -W "$(_modelkeeperctl_models)" -- "$cur")
@@ -150,7 +150,7 @@ _modelkeeperctl() {
         fi
 
         case $verb in
-        status | versions | update | hold)
+        status | versions | update | scrub | hold)
                 ((n == 0)) && mapfile -t COMPREPLY < <(compgen -W "$(_modelkeeperctl_models)" -- "$cur") ;;
         rollback)
                 if ((n == 0)); then

@@ -85,7 +85,12 @@ expect() {
 
 export MK_CALLS=$tmp/calls MODELKEEPER_CONFIG_DIR=$tmp/etc
 export PATH="$tmp/fake:$PATH"
-expect "modelkeeperctl " "hold import keygen policy recompress release reload rollback status units update versions"
+expect "modelkeeperctl " "hold import keygen policy recompress release reload rollback scrub status units update versions"
+# Every verb of --help is offered (a new verb without completion fails here).
+help_verbs=$("$real" --help | sed -n '/^Verbs:/,/^$/p' | awk 'NR > 1 && NF {print $1}' | sort -u | tr '\n' ' ' | sed 's/ $//')
+expect "modelkeeperctl " "$help_verbs"
+expect "modelkeeperctl sc" "scrub"
+expect "modelkeeperctl scrub " "demo digits-mlp"
 expect "modelkeeperctl re" "recompress release reload"
 expect "modelkeeperctl --" "--help --json --socket= --version"
 expect "modelkeeperctl --json st" "status"
@@ -102,7 +107,7 @@ expect "modelkeeperctl release create --model " "demo digits-mlp"
 expect "modelkeeperctl release sign --key k" "key.pem"
 expect "modelkeeperctl import demo d" "dir.d"
 expect "modelkeeperctl import demo ./dir.d --" "--activate --version"
-expect "modelkeeperctl keygen --type " "ed25519 p256"
+expect "modelkeeperctl keygen --type " "age ed25519 p256"
 expect "modelkeeperctl policy " "check test"
 expect "modelkeeperctl policy test m.yaml --" "--series"
 expect "modelkeeperctl units --" "--config="
