@@ -466,7 +466,7 @@ static void on_ready(Model *model, int error, const char *reason, void *userdata
         if (error < 0) {
                 snprintf(buf, sizeof(buf), "model server not ready: %s", reason);
                 /* Up but never ready with this version: the version's fault. Not reachable at all:
-                 * the host's (the previous version is restored, nothing is quarantined). */
+                 * the host's or the version's; the restore tells (see the suspect in on_ready). */
                 op->serving_failed = error == -EPROTO;
                 op->serving_unreachable = !op->serving_failed;
                 log_event(LOG_WARNING, 0,
@@ -512,7 +512,7 @@ static void on_reloaded(Model *model, int error, const char *reason, void *userd
         if (error < 0) {
                 snprintf(buf, sizeof(buf), "model server reload failed: %s", reason);
                 /* It answered and refused (HTTP error, command failed, unit job failed): the version's
-                 * fault. Unreachable or timed out: the host's. */
+                 * fault. Unreachable or timed out: the restore tells whose. */
                 op->serving_failed = error == -EIO;
                 op->serving_unreachable = !op->serving_failed;
                 log_event(LOG_WARNING, 0,
