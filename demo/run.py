@@ -13,7 +13,11 @@
    verified, sealed, activated, promoted; v2 → probation → promoted; v3 → accuracy falls →
    automatic rollback to v2, v3 quarantined; memory pressure → int8 re-compression of v2 →
    accuracy gate holds → promoted; then `modelkeeperctl status` and `versions`;
-5. cleans up everything it started, also on Ctrl-C.
+5. cleans up everything it started, also on Ctrl-C, SIGTERM or SIGHUP (a closed terminal).
+
+The state directory (sealed weights) is a temporary directory; the runtime directory (the only
+plaintext) is a separate one on tmpfs (under /run, else /dev/shm). With --keep DIR both are kept and
+DIR/run points at the runtime directory.
 
 The accuracy figures are measured by the demo server from its own predictions. The decisions are
 modelkeeperd's, printed from its log as they happen. The same script is the demo integration test
@@ -21,6 +25,8 @@ modelkeeperd's, printed from its log as they happen. The same script is the demo
 """
 
 import argparse
+import contextlib
+import ctypes
 import json
 import os
 import re
@@ -38,6 +44,85 @@ PY = "/usr/bin/python3"
 MODEL = "digits-mlp"
 
 
+TMPFS_MAGIC = 0x01021994
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def is_tmpfs(path):
+    """statfs(2) f_type: what the agent would check (the first field, a long, on Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(256)   # struct statfs is 120 bytes on 64-bit Linux
+    if libc.statfs(os.fsencode(path), buf) != 0:
+        return False
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF == TMPFS_MAGIC
+
+
+def make_runtime_directory():
+    """A fresh directory on tmpfs for the plaintext: under /run (tmpfs on a normal Debian system,
+    writable by root), else /dev/shm. Returns (path, on_tmpfs)."""
+    for parent in ("/run", "/dev/shm"):
+        if os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK) and is_tmpfs(parent):
+            return tempfile.mkdtemp(prefix="modelkeeper-demo.", dir=parent), True
+    return tempfile.mkdtemp(prefix="modelkeeper-demo-run."), False
+
+
+def tell(*args, **kw):
+    """print() that never fails: after SIGHUP the terminal may be gone (EIO), and cleaning up
+    matters more than saying so."""
+    try:
+        print(*args, **kw, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+class Interrupted(BaseException):
+    """SIGINT, SIGTERM or SIGHUP: stop the story, then clean up (like KeyboardInterrupt)."""
+
+    def __init__(self, sig):
+        super().__init__(sig)
+        self.sig = sig
+
+
+class Signals:
+    """The first SIGINT/SIGTERM/SIGHUP interrupts the demo; from then on all three are ignored, so
+    a second Ctrl-C (or the terminal closing) cannot interrupt the cleanup. Inside deferred() (a
+    child being started and recorded) the interruption waits until the block ends, so no child can
+    be started without being recorded for the cleanup."""
+
+    def __init__(self):
+        self.received = None
+        self.deferring = 0
+        self.pending = False
+        for s in SIGNALS:
+            signal.signal(s, self.handler)
+
+    def handler(self, sig, frame):
+        self.ignore()
+        if self.received is not None:
+            return
+        self.received = sig
+        if self.deferring:
+            self.pending = True
+        else:
+            raise Interrupted(sig)
+
+    @staticmethod
+    def ignore():
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self.deferring += 1
+        try:
+            yield
+        finally:
+            self.deferring -= 1
+        if not self.deferring and self.pending:
+            self.pending = False
+            raise Interrupted(self.received)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,12 +130,15 @@ def free_port():
 
 
 class Demo:
-    def __init__(self, build, fast, workdir, quiet):
+    def __init__(self, build, fast, workdir, rundir, quiet, signals):
         self.build = os.path.abspath(build)
         self.fast = fast
         self.quiet = quiet
         self.dir = workdir
-        self.procs = []
+        self.rundir = rundir      # the daemon's runtime directory: plaintext, serve/ links, control socket
+        self.signals = signals
+        self.procs = []           # long-running children, each in a session (process group) of its own
+        self.helpers = set()      # short-lived commands (ctl, openssl, train.py), in our process group
         self.decisions = []       # (ACTION, VERSION, FROM_VERSION, message)
         self.decision_event = threading.Condition()
         self.ctl_bin = os.path.join(self.build, "ctl", "modelkeeperctl")
@@ -71,34 +159,84 @@ class Demo:
     # --- processes -------------------------------------------------------------------------
 
     def spawn(self, argv, log=None, env=None, **kw):
-        out = open(log, "w") if log else subprocess.DEVNULL
-        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, **kw)
-        self.procs.append(p)
+        with self.signals.deferred():   # started ⇒ recorded for the cleanup
+            out = open(log, "w") if log else subprocess.DEVNULL
+            p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, **kw)
+            self.procs.append(p)
+            if log:
+                out.close()
         return p
 
-    def run(self, *argv, check=True, capture=True):
-        p = subprocess.run([str(a) for a in argv], capture_output=capture, text=True)
+    def run(self, *argv, check=True):
+        with self.signals.deferred():
+            p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.helpers.add(p)
+        try:
+            out, err = p.communicate()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            self.helpers.discard(p)
         if check and p.returncode != 0:
-            raise RuntimeError(f"{' '.join(map(str, argv))} failed:\n{p.stdout}{p.stderr}")
-        return p
+            raise RuntimeError(f"{' '.join(map(str, argv))} failed:\n{out}{err}")
+        return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
     def ctl(self, *args, check=True):
-        return self.run(self.ctl_bin, "--socket", os.path.join(self.dir, "run", "control"), *args, check=check)
+        return self.run(self.ctl_bin, "--socket", os.path.join(self.rundir, "control"), *args, check=check)
+
+    @staticmethod
+    def group_alive(pgid):
+        """Whether a process of group pgid still runs (zombies do not count: one whose parent died
+        waits for whatever reaps orphans here)."""
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+        return False
+
+    def stop_groups(self, sig, timeout):
+        """Send sig to every child's process group; wait until each child is reaped and its group
+        is empty (nginx's workers, modelkeeperd's agents), at most timeout seconds. Returns the
+        groups still alive."""
+        for p in reversed(self.procs):       # the daemon first, then the model server, then nginx
+            if p.returncode is None or self.group_alive(p.pid):
+                try:
+                    os.killpg(p.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        deadline = time.monotonic() + timeout
+        left = list(self.procs)
+        while left:
+            for p in list(left):
+                if p.poll() is not None and not self.group_alive(p.pid):
+                    left.remove(p)
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        return left
 
     def cleanup(self):
-        for p in reversed(self.procs):
+        """Idempotent; the caller has made SIGINT/SIGTERM/SIGHUP ignored."""
+        for p in list(self.helpers):
             if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 5
-        for p in self.procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+                p.kill()
+            p.wait()
+        self.helpers.clear()
+        left = self.stop_groups(signal.SIGTERM, 10)
+        if left:
+            tell(f"still running after SIGTERM: {', '.join(os.path.basename(p.args[0]) for p in left)}; SIGKILL",
+                 file=sys.stderr)
+            left = self.stop_groups(signal.SIGKILL, 5)
+        for p in left:
+            tell(f"could not stop process group {p.pid} ({p.args[0]})", file=sys.stderr)
+        self.procs = left
 
     # --- the pieces ------------------------------------------------------------------------
 
@@ -164,23 +302,36 @@ http {{
     }}
 }}
 """)
-            self.spawn([nginx, "-c", conf, "-p", self.dir], log=os.path.join(self.dir, "nginx.log"))
+            log = os.path.join(self.dir, "nginx.log")
+            server = self.spawn([nginx, "-c", conf, "-p", self.dir], log=log)
             how = "nginx"
         else:
+            # tests/tools/repo-server.py picks its own port and prints it once it listens.
             rules = os.path.join(self.dir, "rules.json")
             with open(rules, "w") as f:
                 f.write("[]")
-            self.spawn([PY, os.path.join(HERE, "..", "tests", "tools", "repo-server.py"), "--root", self.repo, "--cert",
-                        f"{pki}/server.crt", "--key", f"{pki}/server.key", "--rules", rules])
-            how = "Python's http.server"
-        self.repo_url = f"https://127.0.0.1:{port}/"
+            log = os.path.join(self.dir, "repo-server.log")
+            server = self.spawn([PY, os.path.join(HERE, "..", "tests", "tools", "repo-server.py"), "--root", self.repo,
+                                 "--cert", f"{pki}/server.crt", "--key", f"{pki}/server.key", "--rules", rules], log=log)
+            how = "Python's http.server: nginx is not installed"
+            port = None
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        while True:
+            if port is None:
+                with open(log) as f:
+                    first = f.readline()
+                if first.endswith("\n") and first.strip().isdigit():
+                    port = int(first)
+            if port is not None:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the release repository's server did not start:\n" + open(log).read())
+            time.sleep(0.05)
+        self.repo_url = f"https://127.0.0.1:{port}/"
         self.note(f"{self.repo_url} ({how})")
 
     def publish(self, version, label):
@@ -194,7 +345,7 @@ http {{
     def model_server(self):
         self.say("Starting the demo model server (Python + numpy)")
         self.server_port = free_port()
-        self.serve_link = os.path.join(self.dir, "run", "serve", MODEL)
+        self.serve_link = os.path.join(self.rundir, "serve", MODEL)
         self.spawn([PY, os.path.join(HERE, "server.py"), "--serve", self.serve_link, "--port", str(self.server_port)],
                    log=os.path.join(self.dir, "model-server.log"))
         self.server_url = f"http://127.0.0.1:{self.server_port}"
@@ -218,7 +369,7 @@ http {{
             f.write("host_memory_available_bytes 8589934592\n")
         with open(os.path.join(cfg, "modelkeeper.yaml"), "w") as f:
             f.write(open(os.path.join(HERE, "modelkeeper.yaml")).read().format(
-                state=os.path.join(self.dir, "state"), run=os.path.join(self.dir, "run"),
+                state=os.path.join(self.dir, "state"), run=self.rundir,
                 key=self.key + ".pub", recipient=self.recipient, identity=self.identity))
         interval = "1s" if self.fast else "2s"
         with open(os.path.join(cfg, "models.d", MODEL + ".yaml"), "w") as f:
@@ -230,11 +381,12 @@ http {{
         self.say("Starting modelkeeperd with the demo configuration")
         log = os.path.join(self.dir, "modelkeeperd.log")
         env = dict(os.environ, MODELKEEPER_AGENT=self.agent_bin, MODELKEEPER_LOG_TARGET="console")
-        env.pop("NOTIFY_SOCKET", None)
+        for var in ("NOTIFY_SOCKET", "STATE_DIRECTORY", "RUNTIME_DIRECTORY", "CREDENTIALS_DIRECTORY"):
+            env.pop(var, None)   # systemd's, if the demo runs under it: they would win over the demo's paths
         self.daemon_proc = self.spawn([self.daemon_bin, "--config", self.config], log=log, env=env)
         threading.Thread(target=self.follow, args=(log,), daemon=True).start()
         deadline = time.monotonic() + 20
-        while not os.path.exists(os.path.join(self.dir, "run", "control")):
+        while not os.path.exists(os.path.join(self.rundir, "control")):
             if time.monotonic() > deadline or self.daemon_proc.poll() is not None:
                 raise RuntimeError("modelkeeperd did not start:\n" + open(log).read())
             time.sleep(0.05)
@@ -263,9 +415,9 @@ http {{
                     self.decisions.append((action, fields.get("VERSION"), fields.get("FROM_VERSION"), m.group(3)))
                     self.decision_event.notify_all()
                 if not self.quiet:
-                    print(f"   \u2192 {m.group(3)}", flush=True)
+                    tell(f"   \u2192 {m.group(3)}")
                     keys = [k for k in ("MODEL", "VERSION", "FROM_VERSION", "RULE", "ACTION") if k in fields]
-                    print("     " + " ".join(f"{k}={fields[k]}" for k in keys), flush=True)
+                    tell("     " + " ".join(f"{k}={fields[k]}" for k in keys))
 
     def wait_for(self, action, version=None, timeout=90):
         deadline = time.monotonic() + timeout
@@ -292,6 +444,26 @@ http {{
         right = b["digits_tp_total"] - a["digits_tp_total"]
         wrong = b["digits_fp_total"] - a["digits_fp_total"]
         return right / max(1.0, right + wrong)
+
+    @staticmethod
+    def sizes(d):
+        def size(n):
+            return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
+        return ", ".join(f"{n} {size(os.path.getsize(os.path.join(d, n)))}" for n in sorted(os.listdir(d)))
+
+    def at_rest(self):
+        """Where the weights are: sealed in the state directory, plaintext only on tmpfs."""
+        plain = os.path.realpath(self.serve_link)     # serve/digits-mlp → plain/digits-mlp/VERSION
+        version = os.path.basename(plain)
+        sealed = os.path.join(self.dir, "state", "models", MODEL, "versions", version, "files")
+        fs = "tmpfs" if is_tmpfs(plain) else "disk: no tmpfs here"
+        self.say(f"At rest the weights are sealed with age; the plaintext of the active version ({version}) is on {fs}")
+        headers = set()
+        for n in os.listdir(sealed):
+            with open(os.path.join(sealed, n), "rb") as f:
+                headers.add(f.readline().strip().decode(errors="replace"))
+        self.note(f"sealed:    {sealed}/  {self.sizes(sealed)}  (each begins {' / '.join(sorted(headers))})", True)
+        self.note(f"plaintext: {plain}/  {self.sizes(plain)}  ({fs}; {self.serve_link} points here)", True)
 
     # --- the story -------------------------------------------------------------------------
 
@@ -333,49 +505,93 @@ http {{
         print(self.ctl("status").stdout, end="")
         self.say(f"modelkeeperctl versions {MODEL}")
         print(self.ctl("versions", MODEL).stdout, end="")
+        self.at_rest()
         self.say("Every decision, as journal fields (under systemd: journalctl -u modelkeeperd MODEL=digits-mlp)")
         for action, version, frm, msg in self.decisions:
             print(f"  ACTION={action:<12} VERSION={version or '-':<8} FROM_VERSION={frm or '-':<8} {msg}")
+
+
+def finish(rc):
+    """Exit with rc, also when the terminal is gone (a failed flush at exit would turn rc into 120)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, stream.fileno())
+            os.close(null)
+    sys.exit(rc)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
     ap.add_argument("--fast", action="store_true", help="shorter intervals (the integration test)")
-    ap.add_argument("--keep", help="keep the demo's files in this directory")
+    ap.add_argument("--keep", help="keep the demo's files in this directory (DIR/run → the runtime directory on tmpfs)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--decisions", help="write the decisions as JSON here at the end")
     a = ap.parse_args()
-    workdir = a.keep or tempfile.mkdtemp(prefix="modelkeeper-demo.")
-    os.makedirs(workdir, exist_ok=True)
-    os.chmod(workdir, 0o755)  # nginx's workers (another user) serve the repository inside
-    demo = Demo(a.build, a.fast, workdir, a.quiet)
-
-    def on_signal(sig, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_signal)
-    rc = 0
+    signals = Signals()
+    workdir = rundir = demo = None
+    rc = 1
     try:
-        demo.story()
-        demo.say(f"Done in {time.monotonic() - demo.t0:.0f} s.")
-    except KeyboardInterrupt:
-        print("\nInterrupted: cleaning up.", file=sys.stderr)
-        rc = 130
-    except Exception as e:  # noqa: BLE001 — report anything, then clean up
-        print(f"\ndemo failed: {e}", file=sys.stderr)
-        log = os.path.join(workdir, "modelkeeperd.log")
-        if os.path.exists(log):
-            print("--- modelkeeperd log (last 40 lines) ---", file=sys.stderr)
-            print("".join(open(log).readlines()[-40:]), file=sys.stderr)
-        rc = 1
+        try:
+            with signals.deferred():     # made ⇒ known to the cleanup below
+                workdir = os.path.abspath(a.keep) if a.keep else tempfile.mkdtemp(prefix="modelkeeper-demo.")
+                rundir, on_tmpfs = make_runtime_directory()
+            os.makedirs(workdir, exist_ok=True)
+            os.chmod(workdir, 0o755)  # nginx's workers (another user) serve the repository inside
+            os.chmod(rundir, 0o755)   # traversable for a model server's user, as /run/modelkeeper is
+            if a.keep:
+                link = os.path.join(workdir, "run")
+                if os.path.islink(link):
+                    os.unlink(link)
+                if not os.path.lexists(link):
+                    os.symlink(rundir, link)
+            demo = Demo(a.build, a.fast, workdir, rundir, a.quiet, signals)
+            demo.say(f"Files in {workdir}; the runtime directory (plaintext, serve/ links, control socket) is {rundir}"
+                     + (" on tmpfs" if on_tmpfs else ""))
+            if not on_tmpfs:
+                demo.note("warning: neither /run nor /dev/shm is a writable tmpfs here: the plaintext is on disk", True)
+            demo.story()
+            demo.say(f"Done in {time.monotonic() - demo.t0:.0f} s.")
+            rc = 0
+        except Interrupted:
+            pass
+        except Exception as e:  # noqa: BLE001 — report anything, then clean up
+            tell(f"\ndemo failed: {e}", file=sys.stderr)
+            log = os.path.join(workdir, "modelkeeperd.log") if workdir else None
+            if log and os.path.exists(log):
+                tell("--- modelkeeperd log (last 40 lines) ---", file=sys.stderr)
+                tell("".join(open(log, errors="replace").readlines()[-40:]), file=sys.stderr)
+    except Interrupted:   # while reporting a failure
+        pass
     finally:
-        if a.decisions:
-            with open(a.decisions, "w") as f:
-                json.dump([list(d) for d in demo.decisions], f)
-        demo.cleanup()
-        if not a.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    sys.exit(rc)
+        # From here on nothing interrupts: the first signal already made the others ignored.
+        try:
+            signals.ignore()
+        except Interrupted:
+            pass
+        if signals.received is not None:
+            rc = 128 + signals.received
+            tell(f"\nInterrupted ({signal.Signals(signals.received).name}): stopping everything the demo started.",
+                 file=sys.stderr)
+        if a.decisions and demo:
+            try:
+                with open(a.decisions, "w") as f:
+                    json.dump([list(d) for d in demo.decisions], f)
+            except OSError as e:
+                tell(f"cannot write {a.decisions}: {e}", file=sys.stderr)
+        if demo:
+            demo.cleanup()
+        if a.keep:
+            if workdir and rundir:
+                tell(f"Kept {workdir}, and {rundir} (the plaintext; {workdir}/run points there).")
+        else:
+            for d in (rundir, workdir):
+                if d and os.path.lexists(d):
+                    shutil.rmtree(d, onerror=lambda f, path, e: tell(f"cannot remove {path}: {e[1]}", file=sys.stderr))
+    finish(rc)
 
 
 if __name__ == "__main__":
