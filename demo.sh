@@ -7,11 +7,12 @@
 # modelkeeperd, and shows the whole lifecycle as it happens: install, verify, seal, activate,
 # probation, promotion; a broken release rolled back and quarantined; memory pressure answered by
 # an int8 re-compression that has to pass the accuracy gate. Under a minute after the build.
-# Everything it starts is stopped and removed at the end, also on Ctrl-C.
+# Everything it starts is stopped and removed at the end, also on Ctrl-C, SIGTERM or SIGHUP.
 # Options: --keep DIR (keep the files to look at), --fast (shorter intervals).
 set -euo pipefail
 cd "$(dirname "$0")"
-./scripts/install-deps.sh
-[ -d build ] || meson setup build >/dev/null
+./scripts/install-deps.sh demo      # the demo's own short list (scripts/debian-packages-demo.txt)
+# Without the test suite (it needs more packages); test.sh turns it on in the same build directory.
+[ -d build ] || meson setup build -Dtests=false >/dev/null
 ninja -C build >/dev/null
 exec /usr/bin/python3 demo/run.py build "$@"

@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 
 echo "== build (werror)"
 [ -d build ] || meson setup build -Dwerror=true --buildtype=debugoptimized >/dev/null
-meson configure build -Dwerror=true >/dev/null
+meson configure build -Dwerror=true -Dtests=true >/dev/null   # demo.sh sets up build without tests
 ninja -C build
 echo "== tests"
 meson test -C build --print-errorlogs "$@"
