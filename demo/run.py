@@ -16,8 +16,8 @@
 5. cleans up everything it started, also on Ctrl-C, SIGTERM or SIGHUP (a closed terminal).
 
 The state directory (sealed weights) is a temporary directory; the runtime directory (the only
-plaintext) is a separate one on tmpfs (under /run, else /dev/shm). With --keep DIR both are kept and
-DIR/run points at the runtime directory.
+plaintext) is a separate one on tmpfs (under /run, else /dev/shm; the demo stops when there is neither).
+With --keep DIR both are kept and DIR/run points at the runtime directory.
 
 The accuracy figures are measured by the demo server from its own predictions. The decisions are
 modelkeeperd's, printed from its log as they happen. The same script is the demo integration test
@@ -45,25 +45,28 @@ MODEL = "digits-mlp"
 
 
 TMPFS_MAGIC = 0x01021994
+RAMFS_MAGIC = 0x858458F6
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def is_tmpfs(path):
-    """statfs(2) f_type: what the agent would check (the first field, a long, on Linux)."""
+    """Memory-backed (tmpfs or ramfs), by statfs(2) f_type (the first field, a long, on Linux): where
+    modelkeeperd may write plaintext."""
     libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(256)   # struct statfs is 120 bytes on 64-bit Linux
     if libc.statfs(os.fsencode(path), buf) != 0:
         return False
-    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF == TMPFS_MAGIC
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF in (TMPFS_MAGIC, RAMFS_MAGIC)
 
 
 def make_runtime_directory():
     """A fresh directory on tmpfs for the plaintext: under /run (tmpfs on a normal Debian system,
-    writable by root), else /dev/shm. Returns (path, on_tmpfs)."""
+    writable by root), else /dev/shm."""
     for parent in ("/run", "/dev/shm"):
         if os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK) and is_tmpfs(parent):
-            return tempfile.mkdtemp(prefix="modelkeeper-demo.", dir=parent), True
-    return tempfile.mkdtemp(prefix="modelkeeper-demo-run."), False
+            return tempfile.mkdtemp(prefix="modelkeeper-demo.", dir=parent)
+    raise RuntimeError("the demo needs a tmpfs for modelkeeperd's runtime directory (the plaintext): "
+                       "neither /run nor /dev/shm is a writable one here")
 
 
 def tell(*args, **kw):
@@ -456,7 +459,7 @@ http {{
         plain = os.path.realpath(self.serve_link)     # serve/digits-mlp → plain/digits-mlp/VERSION
         version = os.path.basename(plain)
         sealed = os.path.join(self.dir, "state", "models", MODEL, "versions", version, "files")
-        fs = "tmpfs" if is_tmpfs(plain) else "disk: no tmpfs here"
+        fs = "tmpfs" if is_tmpfs(plain) else "disk (not tmpfs!)"
         self.say(f"At rest the weights are sealed with age; the plaintext of the active version ({version}) is on {fs}")
         headers = set()
         for n in os.listdir(sealed):
@@ -538,7 +541,7 @@ def main():
         try:
             with signals.deferred():     # made ⇒ known to the cleanup below
                 workdir = os.path.abspath(a.keep) if a.keep else tempfile.mkdtemp(prefix="modelkeeper-demo.")
-                rundir, on_tmpfs = make_runtime_directory()
+                rundir = make_runtime_directory()
             os.makedirs(workdir, exist_ok=True)
             os.chmod(workdir, 0o755)  # nginx's workers (another user) serve the repository inside
             os.chmod(rundir, 0o755)   # traversable for a model server's user, as /run/modelkeeper is
@@ -550,9 +553,7 @@ def main():
                     os.symlink(rundir, link)
             demo = Demo(a.build, a.fast, workdir, rundir, a.quiet, signals)
             demo.say(f"Files in {workdir}; the runtime directory (plaintext, serve/ links, control socket) is {rundir}"
-                     + (" on tmpfs" if on_tmpfs else ""))
-            if not on_tmpfs:
-                demo.note("warning: neither /run nor /dev/shm is a writable tmpfs here: the plaintext is on disk", True)
+                     " on tmpfs")
             demo.story()
             demo.say(f"Done in {time.monotonic() - demo.t0:.0f} s.")
             rc = 0
