@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 
 echo "== build (werror)"
 [ -d build ] || meson setup build -Dwerror=true --buildtype=debugoptimized >/dev/null
-meson configure build -Dwerror=true >/dev/null
+meson configure build -Dwerror=true -Dtests=true >/dev/null   # demo.sh sets up build without tests
 ninja -C build
 echo "== tests"
 meson test -C build --print-errorlogs "$@"
@@ -22,5 +22,5 @@ echo "== tests under ASan + UBSan"
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        meson test -C build-asan --print-errorlogs --no-suite slow --no-suite system "$@"
+        meson test -C build-asan --print-errorlogs --no-suite slow --no-suite system --no-suite package "$@"
 echo "== all tests passed"

@@ -40,6 +40,8 @@ void agent_progress(Agent *a, const char *phase, uint64_t done, uint64_t total);
 int agent_result_ok(Agent *a, json_t *data);
 /* Failure with a reason (printf-style, %m is the error); returns error. */
 int agent_result_error(Agent *a, int error, const char *fmt, ...) _printf_(3, 4);
+/* The same with facts for the daemon (stolen), e.g. {"refused": true, "keyids": [...]}. */
+int agent_result_error_data(Agent *a, int error, json_t *data, const char *fmt, ...) _printf_(4, 5);
 
 typedef struct AgentVerb {
         const char *name;
@@ -48,6 +50,10 @@ typedef struct AgentVerb {
         bool network;          /* may connect to the network (only fetching verbs) */
         const char *help;
 } AgentVerb;
+
+typedef struct Store Store;
+/* Open the model's store with its group applied; reports the failure as the job's result. */
+int agent_open_store(Agent *a, Store **ret);
 
 /* Verbs. */
 int verb_test(Agent *a);
@@ -58,3 +64,6 @@ int verb_gc(Agent *a);
 int verb_verify(Agent *a);
 int verb_reconcile(Agent *a);
 int verb_list(Agent *a);
+int verb_update(Agent *a);
+int verb_recompress(Agent *a);
+int verb_scrub(Agent *a);

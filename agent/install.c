@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include "fault.h"
 #include "fileio.h"
@@ -31,11 +32,15 @@ static int chain_write(void *userdata, const void *buf, size_t n) {
         return f->stage ? stream_write(&f->stage_writer, buf, n) : stream_write(&f->file_writer, buf, n);
 }
 
+static char *stored_name(const char *name, const InstallSealHook *hook) {
+        return hook && hook->suffix ? xasprintf("%s%s", name, hook->suffix) : strdup(name);
+}
+
 int install_file_open(InstallFile *f, int dirfd, const char *name, uint64_t max_size, const InstallSealHook *hook) {
         int r;
 
         *f = (InstallFile){.fd = -EBADF, .max_size = max_size};
-        f->name = strdup(name);
+        f->name = stored_name(name, hook);
         f->sha = EVP_MD_CTX_new();
         if (!f->name || !f->sha) {
                 r = -ENOMEM;
@@ -48,7 +53,7 @@ int install_file_open(InstallFile *f, int dirfd, const char *name, uint64_t max_
         r = FAULT_POINT("install-create");
         if (r < 0)
                 goto fail;
-        f->fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+        f->fd = openat(dirfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
         if (f->fd < 0) {
                 r = -errno;
                 goto fail;
@@ -67,11 +72,100 @@ fail:
         return r;
 }
 
+int install_file_open_resume(InstallFile *f, int dirfd, const char *name, uint64_t max_size,
+                             const InstallSealHook *hook, uint64_t *ret_offset) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_free_ char *stored = stored_name(name, hook);
+        struct stat st;
+        int r, fd;
+
+        if (!stored)
+                return -ENOMEM;
+        fd = openat(dirfd, stored, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+                if (errno != ENOENT)
+                        return -errno;
+                *ret_offset = 0;
+                return install_file_open(f, dirfd, name, max_size, hook);
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                r = S_ISREG(st.st_mode) ? -errno : -EBADF;
+                safe_close(fd);
+                return r;
+        }
+        *f = (InstallFile){.fd = fd, .max_size = max_size};
+        f->name = TAKE_PTR(stored);
+        f->sha = EVP_MD_CTX_new();
+        if (!f->name || !f->sha) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (EVP_DigestInit_ex(f->sha, EVP_sha256(), NULL) != 1) {
+                r = -EIO;
+                goto fail;
+        }
+        f->file_writer = (StreamWriter){.write = file_write, .userdata = f};
+        f->writer = (StreamWriter){.write = chain_write, .userdata = f};
+        if (hook) {
+                /* A sealed stream's state (its file key) is not recoverable without the identity:
+                 * start this file again. */
+                if (ftruncate(fd, 0) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                f->hook = *hook;
+                r = hook->open(hook->userdata, &f->file_writer, &f->stage, &f->stage_writer);
+                if (r < 0)
+                        goto fail;
+                *ret_offset = 0;
+                return 0;
+        }
+        if ((uint64_t) st.st_size > max_size) {
+                r = -EFBIG;
+                goto fail;
+        }
+        buf = malloc(1024 * 1024);
+        if (!buf) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        for (;;) {
+                ssize_t n = read(fd, buf, 1024 * 1024);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto fail;
+                }
+                if (n == 0)
+                        break;
+                if (EVP_DigestUpdate(f->sha, buf, (size_t) n) != 1) {
+                        r = -EIO;
+                        goto fail;
+                }
+                f->plain_bytes += (uint64_t) n;
+                f->stored_bytes += (uint64_t) n;
+        }
+        *ret_offset = f->plain_bytes;
+        return 0;
+fail:
+        install_file_done(f);
+        return r;
+}
+
 int install_file_truncate(InstallFile *f) {
-        if (f->stage)
-                return -EOPNOTSUPP;
         if (ftruncate(f->fd, 0) < 0 || lseek(f->fd, 0, SEEK_SET) < 0)
                 return -errno;
+        if (f->stage) {
+                /* A new seal stream (new file key and header) for the new plaintext stream. */
+                int r;
+
+                f->hook.free(f->stage);
+                f->stage = NULL;
+                r = f->hook.open(f->hook.userdata, &f->file_writer, &f->stage, &f->stage_writer);
+                if (r < 0)
+                        return r;
+        }
         if (EVP_DigestInit_ex(f->sha, EVP_sha256(), NULL) != 1)
                 return -EIO;
         f->plain_bytes = f->stored_bytes = 0;

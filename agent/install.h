@@ -25,10 +25,11 @@ typedef struct InstallSealHook {
         int (*finish)(void *stage);
         void (*free)(void *stage);
         void *userdata;
+        const char *suffix;      /* appended to stored file names (".age"), may be NULL */
 } InstallSealHook;
 
 typedef struct InstallFile {
-        char *name;
+        char *name;                 /* as stored: with the seal hook's suffix */
         int fd;
         EVP_MD_CTX *sha;
         uint64_t max_size;          /* plaintext cap; more is an error (endless data) */
@@ -41,8 +42,15 @@ typedef struct InstallFile {
         StreamWriter writer;        /* what producers call: hashes, then stage or file */
 } InstallFile;
 
-/* Create dirfd/name (O_EXCL, mode 0640) and set up the chain. hook may be NULL. */
+/* Create dirfd/name (O_EXCL, mode 0640; name + hook->suffix when sealing) and set up the chain.
+ * hook may be NULL. */
 int install_file_open(InstallFile *f, int dirfd, const char *name, uint64_t max_size, const InstallSealHook *hook);
+/* Reopen a partial file left in staging by an interrupted download: the bytes already there are
+ * hashed again (one read) so the chain continues where it stopped; *ret_offset says how many.
+ * With a seal hook the stream cannot continue mid-file: the file is emptied and *ret_offset is 0.
+ * A missing file is created. */
+int install_file_open_resume(InstallFile *f, int dirfd, const char *name, uint64_t max_size,
+                             const InstallSealHook *hook, uint64_t *ret_offset);
 /* Reset to empty (a server that ignored Range: start again from byte 0). Not when sealing with
  * a stage that cannot restart; then the caller re-opens. */
 int install_file_truncate(InstallFile *f);

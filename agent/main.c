@@ -27,6 +27,9 @@ static const AgentVerb verbs[] = {
         {"verify", verb_verify, true, false, "ID: re-hash a version against its digests"},
         {"reconcile", verb_reconcile, true, false, "repair what a crash interrupted"},
         {"list", verb_list, true, false, "show the versions in the store"},
+        {"scrub", verb_scrub, true, false, "[ID…]: re-verify versions at rest (authentication tags, digests)"},
+        {"recompress", verb_recompress, true, false, "PROFILE --from RELEASE: build a smaller derived version"},
+        {"update", verb_update, true, true, "[--high-water N] [--content-id HEX] [--check-only]: install a new release"},
 #if ENABLE_FAULT_INJECTION
         {"test", verb_test, false, false, "exercise the job runner (test builds only)"},
 #endif
@@ -51,9 +54,11 @@ static int agent_result(Agent *a, int error, json_t *data, const char *reason) {
                 if (r < 0)
                         log_error_errno(r, "Failed to report the result to the daemon: %m");
         } else {
-                if (error < 0)
+                if (error < 0) {
                         fprintf(stderr, "%s: failed: %s\n", a->verb, reason ?: strerror(-error));
-                else {
+                        json_decref(data);
+                        data = NULL;
+                } else {
                         _cleanup_free_ char *s = data ? json_dumps(data, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
                         printf("%s\n", s ?: "{}");
                 }
@@ -66,19 +71,36 @@ int agent_result_ok(Agent *a, json_t *data) {
         return agent_result(a, 0, data, NULL);
 }
 
-int agent_result_error(Agent *a, int error, const char *fmt, ...) {
+_printf_(4, 0) static int agent_result_errorv(Agent *a, int error, json_t *data, const char *fmt, va_list ap) {
         char reason[WIRE_REASON_MAX + 1];
-        va_list ap;
 
         if (error >= 0)
                 error = -EIO;
-        va_start(ap, fmt);
         errno = -error;
         vsnprintf(reason, sizeof(reason), fmt, ap);
-        va_end(ap);
         /* Reasons go to the journal of the daemon verbatim; say it here too when run under it. */
         log_debug("%s: %s", a->verb, reason);
-        return agent_result(a, error, NULL, reason);
+        return agent_result(a, error, data, reason);
+}
+
+int agent_result_error(Agent *a, int error, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = agent_result_errorv(a, error, NULL, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+int agent_result_error_data(Agent *a, int error, json_t *data, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = agent_result_errorv(a, error, data, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 static void help(void) {
@@ -342,8 +364,9 @@ static int run(Agent *a, int argc, char *argv[]) {
                 /* The runtime tree must stay traversable for the model server's user; only the
                  * model's own plaintext directory is closed. */
                 if ((r = mkdir_p(a->config->daemon.runtime_directory, 0755)) < 0 ||
-                    (r = mkdir_p(serve, 0755)) < 0 || (r = mkdir_p(model_plain, 0755)) < 0 ||
-                    (r = chmod(model_plain, 0750) < 0 ? -errno : 0) < 0 || (r = mkdir_p(model_state, 0700)) < 0)
+                    (r = mkdir_p(serve, 0755)) < 0 || (r = chmod(serve, 0755) < 0 ? -errno : 0) < 0 ||
+                    (r = mkdir_p(model_plain, 0755)) < 0 || (r = chmod(model_plain, 0750) < 0 ? -errno : 0) < 0 ||
+                    (r = mkdir_p(model_state, 0700)) < 0)
                         return agent_result_error(a, r, "cannot create the model's directories: %m");
                 writable[n++] = model_state;
                 writable[n++] = model_plain;

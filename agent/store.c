@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -50,6 +51,7 @@ int store_open(const char *state_directory, const char *runtime_directory, const
         if (!s)
                 return -ENOMEM;
         s->dirfd = s->versions_fd = s->staging_fd = s->serve_fd = s->plain_fd = -EBADF;
+        s->gid = (gid_t) -1;
         s->model = strdup(model);
         models = path_join(state_directory, "models");
         s->runtime = strdup(runtime_directory);
@@ -58,6 +60,12 @@ int store_open(const char *state_directory, const char *runtime_directory, const
         s->path = path_join(models, model);
         if (!s->path)
                 return -ENOMEM;
+        /* $STATE/models is traversable (not listable) by everyone, so that a model server of
+         * another user can reach the files of its own model when storage.group allows it. */
+        r = mkdir_p(models, 0711);
+        if (r < 0)
+                return r;
+        (void) chmod(models, 0711);
         r = mkdir_p(s->path, 0700);
         if (r < 0)
                 return r;
@@ -78,6 +86,9 @@ int store_open(const char *state_directory, const char *runtime_directory, const
         r = mkdir_p(plain, 0755);
         if (r < 0)
                 return r;
+        /* Shared by every model (each closes its own directory below): traversable for the model
+         * servers whatever the umask (the service runs with UMask=0077). */
+        (void) chmod(plain, 0755);
         plain_root = open_dir_at(AT_FDCWD, plain, false, 0);
         if (plain_root < 0)
                 return plain_root;
@@ -90,11 +101,77 @@ int store_open(const char *state_directory, const char *runtime_directory, const
                 r = mkdir_p(serve, 0755);
                 if (r < 0)
                         return r;
+                (void) chmod(serve, 0755);
                 if ((s->serve_fd = open_dir_at(AT_FDCWD, serve, false, 0)) < 0)
                         return s->serve_fd;
         }
         *ret = TAKE_PTR(s);
         return 0;
+}
+
+int store_set_group(Store *s, const char *group, char *reason, size_t reason_size) {
+        struct group *g;
+
+        if (!group)
+                return 0;
+        errno = 0;
+        g = getgrnam(group);
+        if (!g) {
+                snprintf(reason, reason_size, "storage.group '%s' does not exist", group);
+                return errno > 0 ? -errno : -ESRCH;
+        }
+        s->gid = g->gr_gid;
+        /* The model directory and versions/: the group may pass through, not list. */
+        if (fchown(s->dirfd, (uid_t) -1, s->gid) < 0 || fchmod(s->dirfd, 0710) < 0 ||
+            fchown(s->versions_fd, (uid_t) -1, s->gid) < 0 || fchmod(s->versions_fd, 0710) < 0 ||
+            fchown(s->plain_fd, (uid_t) -1, s->gid) < 0 || fchmod(s->plain_fd, 0750) < 0) {
+                int r = -errno;
+                snprintf(reason, reason_size,
+                         "cannot give group '%s' access (%s): the modelkeeper user must be a member of it "
+                         "(e.g. SupplementaryGroups=%s in a drop-in for modelkeeperd.service)",
+                         group, strerror(-r), group);
+                return r;
+        }
+        return 0;
+}
+
+static int share_fd(Store *s, int fd, bool dir) {
+        if (s->gid == (gid_t) -1)
+                return 0;
+        if (fchown(fd, (uid_t) -1, s->gid) < 0 || fchmod(fd, dir ? 0750 : 0640) < 0)
+                return -errno;
+        return 0;
+}
+
+int store_share_at(Store *s, int parent_fd, const char *name) {
+        _cleanup_close_ int fd = -EBADF;
+        struct dirent *de;
+        struct stat st;
+        DIR *d;
+        int r;
+
+        if (s->gid == (gid_t) -1)
+                return 0;
+        fd = openat(parent_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        r = share_fd(s, fd, S_ISDIR(st.st_mode));
+        if (r < 0 || !S_ISDIR(st.st_mode))
+                return r;
+        d = fdopendir(TAKE_FD(fd));
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, "..") || startswith(de->d_name, ".#"))
+                        continue;
+                r = store_share_at(s, dirfd(d), de->d_name);
+                if (r < 0)
+                        break;
+        }
+        closedir(d);
+        return r;
 }
 
 int store_free_space(Store *s, uint64_t *ret) {
@@ -114,7 +191,7 @@ int store_free_space(Store *s, uint64_t *ret) {
 
 int store_check_space(Store *s, uint64_t need, uint64_t reserve, char *reason, size_t reason_size) {
         char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX], c[FORMAT_BYTES_MAX];
-        uint64_t avail, want;
+        uint64_t avail = 0, want;
         int r;
 
         r = store_free_space(s, &avail);
@@ -191,6 +268,10 @@ int store_commit(Store *s, const char *staging_name, const VersionMeta *meta, co
                 return -ENOMEM;
         /* meta.json last: a version directory with a meta.json has everything. */
         r = write_file_atomic_at(dfd, "meta.json", text, strlen(text), 0640);
+        if (r < 0)
+                return r;
+        /* Readable for the model server's group before it becomes visible as a version. */
+        r = store_share_at(s, s->staging_fd, staging_name);
         if (r < 0)
                 return r;
         r = FAULT_POINT("commit-rename");
@@ -456,7 +537,11 @@ int store_verify(Store *s, const char *id, bool full, StoreProgressFn progress, 
                 _cleanup_close_ int fd = -EBADF;
                 struct stat st;
 
-                fd = openat(ffd, f->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                _cleanup_free_ char *stored = meta->sealed ? xasprintf("%s%s", f->name, SEALED_SUFFIX)
+                                                           : strdup(f->name);
+                if (!stored)
+                        return -ENOMEM;
+                fd = openat(ffd, stored, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
                 if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
                         snprintf(reason, reason_size, "version %s: '%s' is missing", id, f->name);
                         return -EBADMSG;
@@ -580,12 +665,45 @@ static void remove_gc_leftovers(int dirfd) {
                 return;
         }
         rewinddir(d);
+        /* Only what the agent itself leaves: gc directories and the temporaries of its own files
+         * and links. The daemon writes state.json here too (".#state.json.*"): not ours to touch
+         * while it may be mid-write. */
         while ((de = readdir(d)))
-                if (startswith(de->d_name, ".gc-") || startswith(de->d_name, ".#"))
+                if (startswith(de->d_name, ".gc-") ||
+                    (startswith(de->d_name, ".#") && !startswith(de->d_name, ".#state.json.")))
                         (void) strv_extend(&names, de->d_name);
         closedir(d);
         STRV_FOREACH(n, names)
                 (void) rm_rf_at(dirfd, *n);
+}
+
+/* symlink_atomic_at() leaves ".#<name>.<16 hex digits>" behind when the process dies between its
+ * symlinkat() and renameat(). serve/ is shared by every model, and other models' agents may be
+ * swapping their links right now: remove only this model's temporaries, matched exactly. */
+static void remove_serve_temporaries(Store *s) {
+        _cleanup_(strv_freep) char **names = NULL;
+        struct dirent *de;
+        int fd = dup(s->serve_fd);
+        DIR *d;
+
+        if (fd < 0)
+                return;
+        d = fdopendir(fd);
+        if (!d) {
+                safe_close(fd);
+                return;
+        }
+        rewinddir(d);
+        while ((de = readdir(d))) {
+                const char *p = startswith(de->d_name, ".#");
+
+                p = p ? startswith(p, s->model) : NULL;
+                if (p && p[0] == '.' && strlen(p + 1) == 16 && strspn(p + 1, "0123456789abcdef") == 16)
+                        (void) strv_extend(&names, de->d_name);
+        }
+        closedir(d);
+        STRV_FOREACH(n, names)
+                (void) unlinkat(s->serve_fd, *n, 0);
 }
 
 int store_gc(Store *s, unsigned keep, char *const *protect, bool keep_previous_plain, json_t **ret_removed,
@@ -609,10 +727,20 @@ int store_gc(Store *s, unsigned keep, char *const *protect, bool keep_previous_p
         if (!removed)
                 return -ENOMEM;
         n = strv_length(ids);
-        /* Newest first: the protected ones count towards keep but are never removed. */
+        /* Newest first: the protected ones count towards keep but are never removed. A derived
+         * version's release parent is protected with it: it is where a failed gate rolls back to,
+         * and what a re-compression starts from. */
         for (size_t i = n; i > 0; i--) {
                 const char *id = ids[i - 1];
                 bool protected = streq_ptr(id, current) || streq_ptr(id, previous) || strv_contains(protect, id);
+
+                for (size_t k = 0; k < n && !protected; k++) {
+                        bool prot_k = streq_ptr(ids[k], current) || streq_ptr(ids[k], previous) ||
+                                      strv_contains(protect, ids[k]);
+                        if (prot_k && version_id_is_derived(ids[k]) && !version_id_is_derived(id) &&
+                            version_id_release(ids[k]) == version_id_release(id))
+                                protected = true;
+                }
                 uint64_t size;
 
                 if (protected || kept < keep) {
@@ -702,6 +830,7 @@ int store_reconcile(Store *s, json_t **ret_report) {
         }
         remove_gc_leftovers(s->versions_fd);
         remove_gc_leftovers(s->dirfd);
+        remove_serve_temporaries(s);
 
         r = store_list(s, &ids);
         if (r < 0)

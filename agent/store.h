@@ -33,6 +33,7 @@ typedef struct Store {
         int staging_fd;
         int serve_fd;            /* $RUNTIME/serve */
         int plain_fd;            /* $RUNTIME/plain/<model> */
+        gid_t gid;               /* storage.group, or (gid_t) -1 */
 } Store;
 
 typedef struct StoreLimits {
@@ -45,6 +46,12 @@ typedef struct StoreLimits {
 typedef void (*StoreProgressFn)(void *userdata, const char *phase, uint64_t done, uint64_t total);
 
 int store_open(const char *state_directory, const char *runtime_directory, const char *model, Store **ret);
+/* Give the model server's group read access to what it serves (storage.group): the model's
+ * directories become traversable by it and every installed file readable. The agent's user must
+ * be a member of the group (chgrp needs no privilege then). */
+int store_set_group(Store *s, const char *group, char *reason, size_t reason_size);
+/* Make dirfd/name (a file or a directory tree) readable for the store's group, if any. */
+int store_share_at(Store *s, int dirfd, const char *name);
 Store *store_free(Store *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Store *, store_free);
 

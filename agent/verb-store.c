@@ -14,14 +14,17 @@
  */
 
 #include <getopt.h>
+#include <openssl/evp.h>
 #include <inttypes.h>
 #include <time.h>
 
+#include "age.h"
 #include "agent.h"
 #include "log.h"
 #include "parse-util.h"
 #include "store.h"
 #include "strv.h"
+#include "unseal.h"
 
 typedef struct Throttle {
         Agent *agent;
@@ -112,11 +115,23 @@ static int parse_verb_args(Agent *a, VerbArgs *va) {
         return 0;
 }
 
-static int open_store(Agent *a, Store **ret) {
-        int r = store_open(a->config->daemon.state_directory, a->config->daemon.runtime_directory, a->model_name, ret);
+int agent_open_store(Agent *a, Store **ret) {
+        _cleanup_(store_freep) Store *s = NULL;
+        char reason[512] = "";
+        int r;
+
+        r = store_open(a->config->daemon.state_directory, a->config->daemon.runtime_directory, a->model_name, &s);
         if (r < 0)
                 return agent_result_error(a, r, "cannot open the store of %s: %m", a->model_name);
+        r = store_set_group(s, a->model->storage.group, reason, sizeof(reason));
+        if (r < 0)
+                return agent_result_error(a, r, "%s", reason);
+        *ret = TAKE_PTR(s);
         return 0;
+}
+
+static int open_store(Agent *a, Store **ret) {
+        return agent_open_store(a, ret);
 }
 
 static StoreLimits limits_of(const ModelConfig *m) {
@@ -130,6 +145,7 @@ static StoreLimits limits_of(const ModelConfig *m) {
 }
 
 int verb_import(Agent *a) {
+        const InstallSealHook *seal = NULL;
         _cleanup_(store_freep) Store *s = NULL;
         _cleanup_(version_meta_freep) VersionMeta *meta = NULL;
         _cleanup_free_ char *next = NULL;
@@ -153,12 +169,13 @@ int verb_import(Agent *a) {
                         return agent_result_error(a, r, "cannot list the store: %m");
                 va.id = next;
         }
-        if (a->model->storage.encrypt)
-                return agent_result_error(a, -EOPNOTSUPP,
-                                          "storage.encrypt is set but this agent cannot seal yet; refusing to store "
-                                          "plaintext");
+        if (a->model->storage.encrypt) {
+                r = agent_seal_hook(a, &seal);
+                if (r < 0)
+                        return r;
+        }
         lim = limits_of(a->model);
-        r = store_import(s, va.pos[0], va.id, &lim, NULL, progress_cb, &t, &meta, reason, sizeof(reason));
+        r = store_import(s, va.pos[0], va.id, &lim, seal, progress_cb, &t, &meta, reason, sizeof(reason));
         if (r < 0)
                 return agent_result_error(a, r, "%s", reason);
         return agent_result_ok(a, json_pack("{s:s, s:I, s:i, s:b}", "id", meta->id, "total_size",
@@ -200,8 +217,13 @@ static int do_activate(Agent *a, bool verify_default) {
         r = version_meta_load(s->dirfd, to, &meta);
         if (r < 0)
                 return agent_result_error(a, r, "version %s: cannot read meta.json: %m", to);
-        if (meta->sealed)
-                return agent_result_error(a, -EOPNOTSUPP, "version %s is sealed and this agent cannot unseal yet", to);
+        if (meta->sealed) {
+                /* The model server reads plaintext: decrypt into $RUNTIME/plain/<model>/<id> (tmpfs),
+                 * every byte authenticated and every file's digest checked on the way. */
+                r = agent_decrypt_version(a, s, meta, progress_cb, &t);
+                if (r < 0)
+                        return r;
+        }
         r = store_serve_target(s, to, meta->sealed, &target);
         if (r < 0)
                 return agent_result_error(a, r, "out of memory");
@@ -298,4 +320,96 @@ int verb_list(Agent *a) {
                         json_array_append_new(list, version_meta_to_json(m));
         }
         return agent_result_ok(a, json_pack("{s:o}", "versions", list));
+}
+
+/* scrub [ID…]: re-verify versions at rest — every sealed chunk authenticated and every file
+ * against its digest (unsealed files are re-hashed). Corruption is a finding, not a failure of
+ * the job: the daemon quarantines what is reported. */
+int verb_scrub(Agent *a) {
+        _cleanup_(store_freep) Store *s = NULL;
+        _cleanup_(strv_freep) char **ids = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        json_t *corrupt = NULL;
+        unsigned checked = 0;
+        uint64_t done = 0;
+        Throttle t = {.agent = a};
+        int r;
+
+        r = open_store(a, &s);
+        if (r < 0)
+                return r;
+        if (a->args && a->args[0])
+                ids = strv_copy(a->args);
+        else if ((r = store_list(s, &ids)) < 0)
+                return agent_result_error(a, r, "cannot list the store: %m");
+        if (!ids)
+                return -ENOMEM;
+        buf = malloc(1024 * 1024);
+        corrupt = json_object();
+        if (!buf || !corrupt) {
+                json_decref(corrupt);
+                return -ENOMEM;
+        }
+        STRV_FOREACH(id, ids) {
+                _cleanup_(version_meta_freep) VersionMeta *meta = NULL;
+                _cleanup_(unsealer_freep) Unsealer *u = NULL;
+                char reason[512] = "";
+
+                if (agent_terminate)
+                        break;
+                r = version_meta_load(s->dirfd, *id, &meta);
+                if (r < 0) {
+                        json_object_set_new(corrupt, *id, json_sprintf("meta.json unreadable: %s", strerror(-r)));
+                        continue;
+                }
+                checked++;
+                /* Sizes first (cheap), then every byte. */
+                r = store_verify(s, *id, !meta->sealed, NULL, NULL, reason, sizeof(reason));
+                if (r < 0) {
+                        json_object_set_new(corrupt, *id, json_string(reason));
+                        continue;
+                }
+                if (!meta->sealed)
+                        continue;
+                r = unsealer_new(a, s, meta, &u);
+                if (r < 0) {
+                        json_decref(corrupt);
+                        return r; /* no identity: reported already */
+                }
+                for (size_t i = 0; i < meta->n_files && !reason[0]; i++) {
+                        uint8_t digest[SHA256_DIGEST_SIZE];
+                        StreamReader in;
+                        EVP_MD_CTX *sha = EVP_MD_CTX_new();
+                        unsigned len = 0;
+                        ssize_t n = 0;
+
+                        r = sha ? unsealer_open(u, meta->files[i].name, &in) : -ENOMEM;
+                        if (r >= 0 && EVP_DigestInit_ex(sha, EVP_sha256(), NULL) == 1) {
+                                while ((n = stream_read(&in, buf, 1024 * 1024)) > 0) {
+                                        EVP_DigestUpdate(sha, buf, (size_t) n);
+                                        done += (uint64_t) n;
+                                        progress_cb(&t, "scrub", done, 0);
+                                }
+                                unsealer_close(u, meta->files[i].name, &in);
+                                if (n < 0)
+                                        r = (int) n;
+                        }
+                        if (r >= 0 && (EVP_DigestFinal_ex(sha, digest, &len) != 1 ||
+                                       memcmp(digest, meta->files[i].sha256, SHA256_DIGEST_SIZE) != 0))
+                                snprintf(reason, sizeof(reason), "'%s' decrypts to content that does not match its SHA-256",
+                                         meta->files[i].name);
+                        else if (r == -ENOKEY) {
+                                EVP_MD_CTX_free(sha);
+                                json_decref(corrupt);
+                                return agent_result_error(a, r, "the age identity does not match version %s", *id);
+                        } else if (r < 0)
+                                snprintf(reason, sizeof(reason), "sealed '%s' fails authentication (%s): corrupt or "
+                                                                 "tampered at rest",
+                                         meta->files[i].name, age_error_class_to_string(r));
+                        EVP_MD_CTX_free(sha);
+                }
+                if (reason[0])
+                        json_object_set_new(corrupt, *id, json_string(reason));
+        }
+        return agent_result_ok(a, json_pack("{s:i, s:o}", "checked", (int) checked, "corrupt", corrupt));
 }

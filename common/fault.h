@@ -6,7 +6,9 @@
  * swap of the store passes through FAULT_POINT("name"). Built with -Dfault_injection=true (the
  * test build), the environment steers them:
  *
- *   MODELKEEPER_FAULT_TRACE=FILE   append "N name" for every point reached (enumeration)
+ *   MODELKEEPER_FAULT_TRACE=FILE   append "N name" for every point reached (enumeration); the agent
+ *                                  opens it inside its Landlock sandbox, so FILE must be below the
+ *                                  model's directories (e.g. $STATE/models/<model>/fault-trace)
  *   MODELKEEPER_FAULT=N:error      the Nth point reached fails with -EIO
  *   MODELKEEPER_FAULT=N:kill       the process kills itself with SIGKILL at the Nth point
  *   MODELKEEPER_FAULT=N:pause      the process sleeps 60 s at the Nth point (to kill others meanwhile)

@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+/* We pass CODE_FILE/LINE/FUNC of the caller ourselves; without this the header would add the
+ * location of log.c a second time. */
+#define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 #include <time.h>
 
@@ -219,8 +222,8 @@ done:
                 free(items[i]);
 }
 
-static int log_dispatch(int level, int error, const char *file, int line, const char *func, const LogFields *f,
-                        const char *format, va_list ap) {
+_printf_(7, 0) static int log_dispatch(int level, int error, const char *file, int line, const char *func,
+                                       const LogFields *f, const char *format, va_list ap) {
         char buf[4096];
         int saved_errno = errno;
 

@@ -118,7 +118,6 @@ static inline void fclosep(FILE **f) {
 
 #define streq(a, b)        (strcmp((a), (b)) == 0)
 #define strneq(a, b, n)    (strncmp((a), (b), (n)) == 0)
-#define streq_ptr(a, b)    ((a) == (b) || ((a) && (b) && streq((a), (b))))
 #define isempty(s)         (!(s) || !(s)[0])
 #define strna(s)           ((s) ?: "n/a")
 #define strempty(s)        ((s) ?: "")
@@ -145,6 +144,11 @@ _printf_(1, 2) static inline char *xasprintf(const char *fmt, ...) {
                 s = NULL;
         va_end(ap);
         return s;
+}
+
+/* streq() that accepts NULL: equal when both are NULL or both the same string. */
+static inline bool streq_ptr(const char *a, const char *b) {
+        return a == b || (a && b && strcmp(a, b) == 0);
 }
 
 static inline const char *startswith(const char *s, const char *prefix) {

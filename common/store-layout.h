@@ -23,6 +23,8 @@
 #include "macros.h"
 
 #define VERSION_ID_MAX   64
+/* A sealed file is stored as "<name>.age" (DESIGN.md §3): `age -d` recovers it by name. */
+#define SEALED_SUFFIX    ".age"
 #define META_JSON_MAX    (4 * 1024 * 1024)
 
 bool version_id_is_valid(const char *id) _pure_;

@@ -129,8 +129,8 @@ int wire_send_result(int fd, int error, const char *reason, json_t *data) {
 
                 /* Keep within the wire limit however long the reason is. */
                 snprintf(buf, sizeof(buf), "%s", reason ?: strerror(abs(error)));
-                m = json_pack("{s:s, s:b, s:i, s:s}", "type", "result", "ok", 0, "errno", abs(error), "reason", buf);
-                json_decref(data);
+                m = json_pack("{s:s, s:b, s:i, s:s, s:o*}", "type", "result", "ok", 0, "errno", abs(error), "reason", buf,
+                              "data", data);
         }
         if (!m)
                 return -ENOMEM;

@@ -45,5 +45,6 @@ int wire_message_parse(const void *buf, size_t size, WireMessage *ret);
 /* Send one message; does not take ownership of msg. */
 int wire_send(int fd, json_t *msg);
 int wire_send_progress(int fd, const char *phase, uint64_t done, uint64_t total);
-/* error == 0: success with data (stolen, may be NULL); else failure with reason. */
+/* error == 0: success with data; else failure with reason (and data, when the daemon needs facts
+ * about the failure). data is stolen and may be NULL. */
 int wire_send_result(int fd, int error, const char *reason, json_t *data);

@@ -120,7 +120,7 @@ ModelConfig *model_config_free(ModelConfig *m) {
                 tls_done(&m->source->tls);
                 free(m->source);
         }
-        free(m->storage.plain_group);
+        free(m->storage.group);
         free(m->serve.unit);
         free(m->serve.http_url);
         free(m->serve.http_method);
@@ -524,6 +524,7 @@ static int p_expr_into(Ctx *ctx, const YNode *n, char **text, ConfigMark *mark) 
 static const Range64 range_jobs = {0, 256};
 static const Range64 range_job_timeout = {USEC_PER_SEC, 7 * 86400 * USEC_PER_SEC};
 static const Range64 range_threshold = {1, 64};
+static const Range64 range_scrub = {0, 365 * 86400 * USEC_PER_SEC};
 
 static const Item daemon_items[] = {
         {"state_directory", p_absolute_path, offsetof(DaemonConfig, state_directory)},
@@ -537,6 +538,7 @@ static const Item daemon_items[] = {
         {"agent", p_path, offsetof(DaemonConfig, agent_path)},
         {"agent_user", p_name, offsetof(DaemonConfig, agent_user)},
         {"watch_models", p_bool, offsetof(DaemonConfig, watch_models)},
+        {"scrub_every", p_duration, offsetof(DaemonConfig, scrub_every), &range_scrub},
         {},
 };
 
@@ -634,6 +636,8 @@ static const Item source_items[] = {
         {"low_speed_limit", p_size, offsetof(SourceConfig, low_speed_limit), &range_speed},
         {"low_speed_time", p_duration, offsetof(SourceConfig, low_speed_time), &range_timeout},
         {"retries", p_unsigned, offsetof(SourceConfig, retries), &range_retries},
+        {"retry_backoff", p_duration, offsetof(SourceConfig, retry_backoff), &range_timeout},
+        {"retry_backoff_max", p_duration, offsetof(SourceConfig, retry_backoff_max), &range_timeout},
         {"max_release_size", p_size, offsetof(SourceConfig, max_release_size), &range_release_size},
         {"max_file_size", p_size, offsetof(SourceConfig, max_file_size), &range_big_size},
         {"max_total_size", p_size, offsetof(SourceConfig, max_total_size), &range_big_size},
@@ -646,7 +650,7 @@ static const Item storage_items[] = {
         {"keep_versions", p_unsigned, offsetof(StorageConfig, keep_versions), &range_keep},
         {"min_free", p_size, offsetof(StorageConfig, min_free), &range_big_size},
         {"keep_previous_plain", p_bool, offsetof(StorageConfig, keep_previous_plain)},
-        {"plain_group", p_name, offsetof(StorageConfig, plain_group)},
+        {"group", p_name, offsetof(StorageConfig, group)},
         {"max_version_size", p_size, offsetof(StorageConfig, max_version_size), &range_big_size},
         {"max_files", p_unsigned, offsetof(StorageConfig, max_files), &range_files},
         {},
@@ -1105,6 +1109,8 @@ static int p_source(Ctx *ctx, const YNode *n, void *dst, const void *arg) {
                 .low_speed_limit = 1024,
                 .low_speed_time = 60 * USEC_PER_SEC,
                 .retries = 5,
+                .retry_backoff = 1 * USEC_PER_SEC,
+                .retry_backoff_max = 60 * USEC_PER_SEC,
                 .max_release_size = 1 * MIB,
                 .max_file_size = 64 * GIB,
                 .max_total_size = 256 * GIB,
@@ -1117,6 +1123,8 @@ static int p_source(Ctx *ctx, const YNode *n, void *dst, const void *arg) {
                 s->jitter = s->check_every / 10;
         if (s->jitter > s->check_every)
                 return ctx_err(ctx, ynode_get(n, "jitter"), "jitter is longer than check_every");
+        if (s->retry_backoff > s->retry_backoff_max)
+                return ctx_err(ctx, ynode_get(n, "retry_backoff"), "retry_backoff is longer than retry_backoff_max");
         if (!!s->tls.client_cert != !!s->tls.client_key)
                 return ctx_err(ctx, ynode_get(n, "tls"), "tls: client_cert and client_key go together");
         return 0;
@@ -1183,6 +1191,7 @@ int config_load_main(const char *path, const char *text, size_t size, Config **r
         c->daemon = (DaemonConfig){
                 .job_timeout = 6 * 3600 * USEC_PER_SEC,
                 .watch_models = true,
+                .scrub_every = 7 * 86400 * USEC_PER_SEC,
         };
         c->trust.threshold = 1;
         c->path = strdup(path);
@@ -1310,9 +1319,6 @@ int model_config_load(const char *path, const char *text, size_t size, const Con
                         "storage.encrypt needs encryption.recipient in %s", main->path);
         if (m->source && main && !main->trust.keys)
                 ctx_err(&ctx, ynode_get(root, "source"), "a source needs trust.keys in %s", main->path);
-        if (m->storage.plain_group && !m->storage.encrypt)
-                ctx_err(&ctx, ynode_get(ynode_get(root, "storage"), "plain_group"),
-                        "plain_group applies to encrypted storage only");
 
         /* Rules may only name profiles that exist. */
         for (size_t i = 0; i < m->n_rules; i++)
@@ -1481,15 +1487,16 @@ int config_load(const char *path, Config **ret, ConfigErrors *errors, char ***re
 }
 
 int config_override_directories(Config *c, const char *state, const char *runtime) {
-        /* systemd's StateDirectory=/RuntimeDirectory= win: they are what the sandbox lets us write. A
+        /* systemd's StateDirectory=/RuntimeDirectory= win over the options and the file: they are
+         * what the sandbox lets us write, so anything else would fail later and less clearly. A
          * colon-separated list means several were configured; ours is the first. */
         const char *e;
 
         e = getenv("STATE_DIRECTORY");
-        if (!state && e && *e)
+        if (e && *e)
                 state = e;
         e = getenv("RUNTIME_DIRECTORY");
-        if (!runtime && e && *e)
+        if (e && *e)
                 runtime = e;
 
         if (state) {

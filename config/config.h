@@ -47,6 +47,8 @@ typedef struct SourceConfig {
         uint64_t low_speed_limit; /* bytes/s */
         uint64_t low_speed_time;  /* usec */
         unsigned retries;
+        uint64_t retry_backoff;     /* usec, first retry waits up to this (full jitter), doubling */
+        uint64_t retry_backoff_max; /* usec */
         uint64_t max_release_size;
         uint64_t max_file_size;
         uint64_t max_total_size;
@@ -58,7 +60,8 @@ typedef struct StorageConfig {
         unsigned keep_versions;
         uint64_t min_free;
         bool keep_previous_plain;
-        char *plain_group;    /* group owning the plaintext in /run/modelkeeper/plain */
+        char *group;          /* the model server's group: may read what serve/<model> shows (store
+                               * files, or the plaintext in /run/modelkeeper/plain) */
         uint64_t max_version_size;
         unsigned max_files;
 } StorageConfig;
@@ -230,6 +233,7 @@ typedef struct DaemonConfig {
         char *agent_path;
         char *agent_user;
         bool watch_models;
+        uint64_t scrub_every;   /* usec; 0: no scheduled scrub */
         uint64_t watchdog_min;  /* not a key: filled in from $WATCHDOG_USEC by the daemon */
 } DaemonConfig;
 
@@ -269,6 +273,9 @@ int model_config_load(const char *path, const char *text, size_t size, const Con
  * left out (its name in *ret_refused); a broken main file fails the whole load. */
 int config_load(const char *path, Config **ret, ConfigErrors *errors, char ***ret_refused);
 int config_read_file(const char *path, char **ret, size_t *ret_size);
+/* What the configuration points at outside its text: trust keys that must parse, TLS files and
+ * programs that must exist. Appends "file: key: message" lines; returns how many. */
+size_t config_check_references(const Config *c, ConfigErrors *e);
 
 const ModelConfig *config_find_model(const Config *c, const char *name) _pure_;
 /* Insert or replace (by name) a model; takes ownership. Keeps models sorted. */

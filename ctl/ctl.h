@@ -24,9 +24,17 @@ int ctl_connect(sd_bus **ret);
 /* Print a D-Bus call failure as a user would want to read it; returns a negative errno. */
 int ctl_bus_error(const sd_bus_error *e, int r, const char *what);
 
+int verb_status(int argc, char *argv[]);
+int verb_reload(int argc, char *argv[]);
 int verb_versions(int argc, char *argv[]);
 int verb_rollback(int argc, char *argv[]);
 int verb_hold(int argc, char *argv[]);
 int verb_release(int argc, char *argv[]);
 int verb_import(int argc, char *argv[]);
+int verb_keygen(int argc, char *argv[]);
+int verb_release_dispatch(int argc, char *argv[]);
+int verb_update(int argc, char *argv[]);
+int verb_recompress(int argc, char *argv[]);
+int verb_scrub(int argc, char *argv[]);
+int verb_units(int argc, char *argv[]);
 int verb_policy(int argc, char *argv[]);

@@ -1,27 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
+/* modelkeeperctl: the verb table, options and dispatch; the verbs live in libctl (ctl.c,
+ * verbs-*.c) so that tests can link them. */
+
 #include <getopt.h>
-#include <jansson.h>
-#include <sys/stat.h>
 
 #include "ctl.h"
 #include "log.h"
 #include "rules.h"
 
-bool arg_json = false;
-bool arg_no_pager = false;
-const char *arg_socket = NULL;
-
-static int verb_status(int argc, char *argv[]);
-static int verb_reload(int argc, char *argv[]);
-
 static const CtlVerb verbs[] = {
         {"status", 0, 1, verb_status, "status [MODEL]", "Show the models and what is happening to them"},
         {"versions", 1, 1, verb_versions, "versions MODEL", "List the versions in a model's store"},
+        {"update", 1, 1, verb_update, "update MODEL", "Check the model's channel now; install and activate a new release"},
         {"rollback", 1, 2, verb_rollback, "rollback MODEL [VERSION]",
          "Serve the last good (or previous, or given) version again"},
+        {"recompress", 2, 2, verb_recompress, "recompress MODEL PROFILE",
+         "Build a smaller derived version with a profile of the model file and activate it"},
+        {"scrub", 1, 1, verb_scrub, "scrub MODEL", "Re-verify every stored version now (tags and digests)"},
         {"hold", 1, 1, verb_hold, "hold MODEL", "Stop automatic actions for a model"},
-        {"release", 1, 2, verb_release, "release MODEL [VERSION]",
+        {"release", 1, 64, verb_release_dispatch, "release MODEL [VERSION]",
          "Lift a hold, or take VERSION out of quarantine"},
         {"import", 2, 5, verb_import, "import MODEL DIR [--version ID] [--activate]",
          "Add a version from a local directory"},
@@ -30,113 +28,16 @@ static const CtlVerb verbs[] = {
         {"policy", 1, 1024, verb_policy, "policy check [--config PATH] FILE...", "Validate model files offline"},
         {"policy", 1, 1024, verb_policy, "policy test FILE --series SERIES",
          "Run a model's policy over written series and print the decisions"},
+        {"units", 0, 2, verb_units, "units [--config PATH]",
+         "List the systemd units that model files may restart (offline; used by polkit)"},
+        {"keygen", 2, 8, verb_keygen, "keygen --type ed25519|p256|age --out FILE",
+         "Create a signing key pair, or an age identity"},
+        {"release-create", 0, 0, NULL, "release create --model M --channel C --version N DIR --repo REPO",
+         "Publish files as an unsigned release (offline)"},
+        {"release-sign", 0, 0, NULL, "release sign --key KEY RELEASE", "Add a signature to a release (offline)"},
+        {"release-verify", 0, 0, NULL, "release verify --trust KEY.pub… RELEASE", "Check a release (offline)"},
         {},
 };
-
-int ctl_connect(sd_bus **ret) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        _cleanup_free_ char *address = NULL;
-        const char *path = arg_socket ?: getenv("MODELKEEPER_SOCKET") ?: DEFAULT_RUNTIME_DIRECTORY "/control";
-        struct stat st;
-        int r;
-
-        if (stat(path, &st) < 0) {
-                if (errno == ENOENT)
-                        return log_error_errno(-ENOENT,
-                                               "modelkeeperd is not running: %s does not exist "
-                                               "(try: systemctl status modelkeeperd).",
-                                               path);
-                if (errno == EACCES)
-                        return log_error_errno(-EACCES, "Permission denied reaching %s: %m.", path);
-        }
-        if (asprintf(&address, "unix:path=%s", path) < 0)
-                return log_oom();
-        r = sd_bus_new(&bus);
-        if (r >= 0)
-                r = sd_bus_set_address(bus, address);
-        if (r >= 0)
-                r = sd_bus_start(bus);
-        if (r == -EACCES || r == -EPERM)
-                return log_error_errno(r, "Permission denied connecting to %s: %m. "
-                                          "Reading needs the socket's group, changes need root or the admin group.",
-                                       path);
-        if (r == -ECONNREFUSED)
-                return log_error_errno(r, "modelkeeperd is not running (%s refuses connections).", path);
-        if (r < 0)
-                return log_error_errno(r, "Failed to connect to modelkeeperd at %s: %m", path);
-        *ret = TAKE_PTR(bus);
-        return 0;
-}
-
-int ctl_bus_error(const sd_bus_error *e, int r, const char *what) {
-        if (sd_bus_error_has_name(e, SD_BUS_ERROR_ACCESS_DENIED))
-                return log_error_errno(-EACCES, "%s: access denied: %s", what, e->message);
-        if (e && e->message)
-                return log_error_errno(r, "%s: %s", what, e->message);
-        return log_error_errno(r, "%s: %m", what);
-}
-
-static int verb_status(int argc, char *argv[]) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        json_t *list = NULL;
-        const char *name, *state, *active, *previous, *job;
-        int r;
-
-        r = ctl_connect(&bus);
-        if (r < 0)
-                return r;
-        r = sd_bus_call_method(bus, NULL, "/dev/modelkeeper/Manager1", "dev.modelkeeper.Manager1", "ListModels", &error,
-                               &reply, "");
-        if (r < 0)
-                return ctl_bus_error(&error, r, "ListModels");
-        r = sd_bus_message_enter_container(reply, 'a', "(sssss)");
-        if (r < 0)
-                return log_error_errno(r, "Bad reply: %m");
-
-        if (arg_json)
-                list = json_array();
-        else
-                printf("%-24s %-10s %-14s %-14s %s\n", "MODEL", "STATE", "ACTIVE", "PREVIOUS", "JOB");
-        while ((r = sd_bus_message_read(reply, "(sssss)", &name, &state, &active, &previous, &job)) > 0) {
-                if (argc > 1 && !streq(argv[1], name))
-                        continue;
-                if (arg_json)
-                        json_array_append_new(list, json_pack("{s:s, s:s, s:s?, s:s?, s:s?}", "model", name, "state", state,
-                                                              "active", *active ? active : NULL, "previous",
-                                                              *previous ? previous : NULL, "job", *job ? job : NULL));
-                else
-                        printf("%-24s %-10s %-14s %-14s %s\n", name, state, *active ? active : "-",
-                               *previous ? previous : "-", *job ? job : "-");
-        }
-        if (r < 0) {
-                json_decref(list);
-                return log_error_errno(r, "Bad reply: %m");
-        }
-        if (arg_json) {
-                char *s = json_dumps(list, JSON_INDENT(2));
-                printf("%s\n", s ?: "[]");
-                free(s);
-                json_decref(list);
-        }
-        return 0;
-}
-
-static int verb_reload(int argc, char *argv[]) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r;
-
-        r = ctl_connect(&bus);
-        if (r < 0)
-                return r;
-        r = sd_bus_call_method(bus, NULL, "/dev/modelkeeper/Manager1", "dev.modelkeeper.Manager1", "Reload", &error, NULL,
-                               "");
-        if (r < 0)
-                return ctl_bus_error(&error, r, "Reload");
-        return 0;
-}
 
 static void help(void) {
         printf("%s [OPTIONS…] VERB [ARGS…]\n\n"
@@ -192,7 +93,7 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         for (const CtlVerb *v = verbs; v->name; v++)
-                if (streq(v->name, argv[optind]))
+                if (v->run && streq(v->name, argv[optind]))
                         verb = v;
         if (!verb) {
                 log_error("Unknown verb '%s' (see --help).", argv[optind]);

@@ -267,3 +267,76 @@ int verb_import(int argc, char *argv[]) {
                 printf("%s: version %s %s.\n", argv[1], result, activate ? "imported and active" : "imported");
         return 0;
 }
+
+int verb_update(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL, *reply = NULL;
+        const char *outcome = NULL;
+        int r;
+
+        r = ctl_connect(&bus);
+        if (r < 0)
+                return r;
+        r = new_call(bus, "Update", &msg);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(msg, "s", argv[1]);
+        if (r < 0)
+                return log_error_errno(r, "Failed to build the call: %m");
+        r = call_with_progress(bus, msg, argv[1], &reply, "Update");
+        if (r < 0)
+                return r;
+        if (sd_bus_message_read(reply, "s", &outcome) >= 0) {
+                if (version_id_is_valid(outcome))
+                        printf("%s: version %s installed and active.\n", argv[1], outcome);
+                else
+                        printf("%s: %s.\n", argv[1], outcome);
+        }
+        return 0;
+}
+
+int verb_recompress(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL, *reply = NULL;
+        const char *active = NULL;
+        int r;
+
+        r = ctl_connect(&bus);
+        if (r < 0)
+                return r;
+        r = new_call(bus, "Recompress", &msg);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(msg, "ss", argv[1], argv[2]);
+        if (r < 0)
+                return log_error_errno(r, "Failed to build the call: %m");
+        r = call_with_progress(bus, msg, argv[1], &reply, "Recompress");
+        if (r < 0)
+                return r;
+        if (sd_bus_message_read(reply, "s", &active) >= 0)
+                printf("%s: version %s built and active.\n", argv[1], active);
+        return 0;
+}
+
+int verb_scrub(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL, *reply = NULL;
+        const char *outcome = NULL;
+        int r;
+
+        r = ctl_connect(&bus);
+        if (r < 0)
+                return r;
+        r = new_call(bus, "Scrub", &msg);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(msg, "s", argv[1]);
+        if (r < 0)
+                return log_error_errno(r, "Failed to build the call: %m");
+        r = call_with_progress(bus, msg, argv[1], &reply, "Scrub");
+        if (r < 0)
+                return r;
+        if (sd_bus_message_read(reply, "s", &outcome) >= 0)
+                printf("%s: %s.\n", argv[1], outcome);
+        return 0;
+}

@@ -22,7 +22,9 @@ static Model *find_model_or_error(Manager *m, const char *name, sd_bus_error *er
 
 static const char *op_name(const Model *model) {
         static const char *const names[_OP_TYPE_MAX] = {
-                [OP_RECONCILE] = "reconcile", [OP_IMPORT] = "import", [OP_ACTIVATE] = "activate", [OP_GC] = "gc"};
+                [OP_RECONCILE] = "reconcile", [OP_IMPORT] = "import", [OP_ACTIVATE] = "activate", [OP_GC] = "gc",
+                [OP_UPDATE] = "update", [OP_RECOMPRESS] = "recompress",
+                [OP_SCRUB] = "scrub"};
         if (!model->op)
                 return "";
         if (model->op->type == OP_ACTIVATE)
@@ -43,10 +45,16 @@ static int method_list_models(sd_bus_message *msg, void *userdata, sd_bus_error 
                 return r;
         for (size_t i = 0; i < m->n_models; i++) {
                 Model *model = m->models[i];
+                char op[96];
 
+                /* "update download 45%" while a job reports progress with a total. */
+                if (model->job && model->job->total_bytes > 0 && model->job->phase[0])
+                        snprintf(op, sizeof(op), "%s %s %u%%", op_name(model), model->job->phase,
+                                 (unsigned) MIN(model->job->done_bytes * 100 / model->job->total_bytes, (uint64_t) 100));
+                else
+                        snprintf(op, sizeof(op), "%s", op_name(model));
                 r = sd_bus_message_append(reply, "(sssss)", model->name, model_state_to_string(model_get_state(model)),
-                                          strempty(model->state->active), strempty(model->state->previous),
-                                          op_name(model));
+                                          strempty(model->state->active), strempty(model->state->previous), op);
                 if (r < 0)
                         return r;
         }
@@ -210,15 +218,7 @@ static int op_error(sd_bus_error *error, int r, Model *model) {
         if (r == -EBUSY)
                 return sd_bus_error_setf(error, "dev.modelkeeper.Busy", "Model %s is busy (%s); try again when it is done.",
                                          model->name, op_name(model));
-        if (r == -EALREADY)
-                return sd_bus_error_setf(error, "dev.modelkeeper.AlreadyActive", "That version of %s is already active.",
-                                         model->name);
-        if (r == -ENOENT)
-                return sd_bus_error_setf(error, "dev.modelkeeper.NoSuchVersion", "No such version of %s to switch to.",
-                                         model->name);
-        if (r == -EINVAL)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument.");
-        return sd_bus_error_set_errno(error, r);
+        return model_error_to_bus(model, r, error);
 }
 
 static void caller_description(sd_bus_message *msg, char *buf, size_t size) {
@@ -354,6 +354,74 @@ static int method_import(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return 1;
 }
 
+static int method_update(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Control *c = userdata;
+        Manager *m = control_manager(c);
+        const char *name;
+        Model *model;
+        int r;
+
+        r = control_check_admin(c, msg, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        model = find_model_or_error(m, name, error);
+        if (!model)
+                return -ENOENT;
+        r = model_check_update(model, msg, "operator request");
+        if (r < 0)
+                return op_error(error, r, model);
+        return 1;
+}
+
+static int method_recompress(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Control *c = userdata;
+        Manager *m = control_manager(c);
+        const char *name, *profile;
+        char who[96];
+        Model *model;
+        int r;
+
+        r = control_check_admin(c, msg, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "ss", &name, &profile);
+        if (r < 0)
+                return r;
+        model = find_model_or_error(m, name, error);
+        if (!model)
+                return -ENOENT;
+        caller_description(msg, who, sizeof(who));
+        r = model_recompress(model, profile, who, NULL, msg);
+        if (r < 0)
+                return op_error(error, r, model);
+        return 1;
+}
+
+static int method_scrub(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Control *c = userdata;
+        Manager *m = control_manager(c);
+        const char *name;
+        Model *model;
+        int r;
+
+        r = control_check_admin(c, msg, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        model = find_model_or_error(m, name, error);
+        if (!model)
+                return -ENOENT;
+        r = model_scrub(model, msg, "operator request");
+        if (r < 0)
+                return op_error(error, r, model);
+        return 1;
+}
+
 const sd_bus_vtable control_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("ListModels", SD_BUS_NO_ARGS,
@@ -368,6 +436,12 @@ const sd_bus_vtable control_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Rollback", SD_BUS_ARGS("s", name, "s", version), SD_BUS_RESULT("s", active),
                                 method_rollback, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Update", SD_BUS_ARGS("s", name), SD_BUS_RESULT("s", outcome), method_update,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Recompress", SD_BUS_ARGS("s", name, "s", profile), SD_BUS_RESULT("s", active),
+                                method_recompress, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Scrub", SD_BUS_ARGS("s", name), SD_BUS_RESULT("s", outcome), method_scrub,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Hold", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, method_hold_on,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Release", SD_BUS_ARGS("s", name, "s", version), SD_BUS_NO_RESULT, method_release,

@@ -87,7 +87,10 @@ static void check_done(HttpClient *c) {
                         error = -EFBIG;
                         snprintf(reason, sizeof(reason), "response larger than %zu bytes", req->max_body);
                 } else if (msg->data.result != CURLE_OK) {
-                        error = msg->data.result == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
+                        /* A server that is not there is not a server that failed. */
+                        error = msg->data.result == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
+                                : msg->data.result == CURLE_COULDNT_CONNECT  ? -ECONNREFUSED
+                                                                             : -EIO;
                         snprintf(reason, sizeof(reason), "%s", req->error[0] ? req->error : curl_easy_strerror(msg->data.result));
                 } else {
                         (void) curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);

@@ -142,7 +142,7 @@ static void job_finish(Job *j, int error, const char *reason) {
         j->state = JOB_FINISHED;
         job_unlink(j);
         if (j->done)
-                j->done(j, error, error < 0 ? reason : NULL, error < 0 ? NULL : j->result_data, j->userdata);
+                j->done(j, error, error < 0 ? reason : NULL, j->result_data, j->userdata);
         job_free(j);
         runner_dispatch(r);
 }

@@ -22,8 +22,8 @@
 typedef struct Job Job;
 typedef struct JobRunner JobRunner;
 
-/* Called once per job when it ends. error == 0: success, data is the agent's result (borrowed).
- * error < 0: failure, reason says why in words. */
+/* Called once per job when it ends. error == 0: success; error < 0: failure, reason says why in
+ * words. data is what the agent reported with its result (borrowed; may be NULL, also on failure). */
 typedef void (*JobDoneFn)(Job *j, int error, const char *reason, json_t *data, void *userdata);
 /* Called for each progress message. */
 typedef void (*JobProgressFn)(Job *j, void *userdata);

@@ -110,6 +110,13 @@ static int check_config(void) {
                 fprintf(stderr, "%s: configuration has errors.\n", arg_config);
                 return -EINVAL;
         }
+        if (config_check_references(c, &errors) > 0) {
+                for (size_t i = 0; i < errors.n; i++)
+                        fprintf(stderr, "%s\n", errors.lines[i]);
+                fprintf(stderr, "%s: the configuration refers to files that are missing or invalid.\n", arg_config);
+                config_errors_done(&errors);
+                return -ENOENT;
+        }
         printf("%s: OK, %zu model%s.\n", arg_config, c->n_models, c->n_models == 1 ? "" : "s");
         for (size_t i = 0; i < c->n_models; i++)
                 printf("  %s (%s)\n", c->models[i]->name, c->models[i]->path);

@@ -187,6 +187,12 @@ static int manager_read_config(Manager *m, Config **ret, char ***ret_refused) {
                           "Model file %s refused; its last good configuration (if any) keeps running.", *f);
         }
         config_errors_done(&errors);
+        /* Missing or broken files it refers to: warnings here (they may appear later, and refusing
+         * would stop every model); `--check-config` reports them as errors. */
+        if (config_check_references(c, &errors) > 0)
+                for (size_t i = 0; i < errors.n; i++)
+                        log_warning("%s", errors.lines[i]);
+        config_errors_done(&errors);
         r = resolve_admin_group(m, c);
         if (r < 0)
                 return r;

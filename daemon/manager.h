@@ -18,6 +18,16 @@
 typedef struct Control Control;
 typedef struct Model Model;
 
+/* The daemon's own figures (exported in Prometheus text, see metrics_textfile). */
+typedef struct ManagerCounters {
+        uint64_t update_checks;
+        uint64_t updates_installed;
+        uint64_t releases_refused;
+        uint64_t recompressions;
+        uint64_t scrubs;
+        uint64_t corrupt_found;
+} ManagerCounters;
+
 typedef struct Manager {
         sd_event *event;
         Config *config;              /* the last good main configuration (its models array is unused) */
@@ -38,6 +48,7 @@ typedef struct Manager {
         sd_event_source *sigterm_source, *sigint_source, *sighup_source;
         sd_event_source *inotify_source, *inotify_debounce;
 
+        ManagerCounters counters;
         bool stopping;
         bool ready_sent;
         uint64_t reloads;

@@ -72,6 +72,8 @@ static ModelOp *model_op_free(ModelOp *op) {
         free(op->from);
         free(op->previous_before);
         free(op->failure);
+        free(op->suspect);
+        free(op->result);
         free(op->reason);
         free(op->rule);
         free(op->import_dir);
@@ -84,6 +86,8 @@ Model *model_free(Model *model) {
         if (!model)
                 return NULL;
         model_watch_stop(model);
+        model_update_stop(model);
+        model_scrub_stop(model);
         model_abort(model, "model removed");
         model_config_free(model->config);
         model_state_file_free(model->state);
@@ -101,6 +105,7 @@ void model_set_config(Model *model, ModelConfig *config) {
         if (model->started) {
                 model_watch_stop(model);
                 (void) model_watch_start(model);
+                (void) model_update_start(model);
         }
 }
 
@@ -144,7 +149,39 @@ static ModelRequest *model_request_free(ModelRequest *q) {
 static int run_request(Model *model, ModelRequest *q) {
         if (q->type == OP_IMPORT)
                 return model_import(model, q->dir, q->id, q->activate, q->reply);
+        if (q->type == OP_UPDATE)
+                return model_check_update(model, q->reply, q->reason);
+        if (q->type == OP_RECOMPRESS)
+                return model_recompress(model, q->id, q->reason, NULL, q->reply);
+        if (q->type == OP_SCRUB)
+                return model_scrub(model, q->reply, q->reason);
         return model_rollback(model, q->id, q->reason, NULL, q->reply);
+}
+
+/* Operation errors in words, for the control API (also for requests that waited in the queue). */
+int model_error_to_bus(const Model *model, int r, sd_bus_error *error) {
+        if (r == -EBUSY)
+                return sd_bus_error_setf(error, "dev.modelkeeper.Busy", "Model %s is busy; try again when it is done.",
+                                         model->name);
+        if (r == -EALREADY)
+                return sd_bus_error_setf(error, "dev.modelkeeper.AlreadyActive", "That version of %s is already active.",
+                                         model->name);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, "dev.modelkeeper.NoSuchVersion", "No such version of %s to switch to.",
+                                         model->name);
+        if (r == -ENOMEDIUM)
+                return sd_bus_error_setf(error, "dev.modelkeeper.NoSource", "Model %s has no source: section.",
+                                         model->name);
+        if (r == -ENOPKG)
+                return sd_bus_error_setf(error, "dev.modelkeeper.NoSuchProfile",
+                                         "Model %s has no such recompress profile.", model->name);
+        if (r == -EKEYREVOKED)
+                return sd_bus_error_setf(error, "dev.modelkeeper.Quarantined",
+                                         "That version of %s is quarantined; `modelkeeperctl release MODEL VERSION` "
+                                         "lifts it.", model->name);
+        if (r == -EINVAL)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument.");
+        return sd_bus_error_set_errno(error, r);
 }
 
 static int on_dispatch_requests(sd_event_source *s, void *userdata) {
@@ -157,9 +194,11 @@ static int on_dispatch_requests(sd_event_source *s, void *userdata) {
                 model->requests = q->next;
                 model->n_requests--;
                 r = run_request(model, q);
-                if (r < 0 && q->reply)
-                        (void) sd_bus_reply_method_errorf(q->reply, "dev.modelkeeper.OperationFailed",
-                                                          "Cannot start the queued operation: %s", strerror(-r));
+                if (r < 0 && q->reply) {
+                        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+                        (void) model_error_to_bus(model, r, &e);
+                        (void) sd_bus_reply_method_error(q->reply, &e);
+                }
                 model_request_free(q);
         }
         return 0;
@@ -175,7 +214,7 @@ static void schedule_requests(Model *model) {
 }
 
 /* Queue an operator request behind the running operation (answered when it has run). */
-static int model_enqueue(Model *model, OpType type, const char *dir, const char *id, bool activate, const char *reason,
+int model_enqueue(Model *model, OpType type, const char *dir, const char *id, bool activate, const char *reason,
                          sd_bus_message *reply) {
         ModelRequest *q, **p;
 
@@ -198,7 +237,7 @@ static int model_enqueue(Model *model, OpType type, const char *dir, const char 
 }
 
 /* End the current operation and answer whoever waits for it. */
-static void model_op_finish(Model *model, int error, const char *reason) {
+void model_op_finish(Model *model, int error, const char *reason) {
         ModelOp *op = model->op;
 
         if (!op)
@@ -210,11 +249,19 @@ static void model_op_finish(Model *model, int error, const char *reason) {
                         (void) sd_bus_reply_method_errorf(op->reply, "dev.modelkeeper.OperationFailed", "%s",
                                                           reason ?: strerror(-error));
                 else
-                        (void) sd_bus_reply_method_return(op->reply, "s", strempty(op->to));
+                        (void) sd_bus_reply_method_return(op->reply, "s", op->result ?: strempty(op->to));
         }
         model_op_free(op);
         manager_update_status(model->manager);
         schedule_requests(model);
+}
+
+void model_op_finish_with(Model *model, int error, const char *text) {
+        if (model->op && text && error >= 0) {
+                free(model->op->result);
+                model->op->result = strdup(text);
+        }
+        model_op_finish(model, error, text);
 }
 
 void model_abort(Model *model, const char *why) {
@@ -240,7 +287,7 @@ void model_abort(Model *model, const char *why) {
         model->dispatch_source = sd_event_source_disable_unref(model->dispatch_source);
 }
 
-static int model_op_new(Model *model, OpType type, sd_bus_message *reply) {
+int model_op_new(Model *model, OpType type, sd_bus_message *reply) {
         ModelOp *op;
 
         if (model->op)
@@ -254,7 +301,7 @@ static int model_op_new(Model *model, OpType type, sd_bus_message *reply) {
         return 0;
 }
 
-static int submit(Model *model, const char *verb, char **args, JobDoneFn done) {
+int model_submit(Model *model, const char *verb, char **args, JobDoneFn done) {
         Job *j = NULL;
         int r;
 
@@ -328,7 +375,7 @@ int model_gc(Model *model) {
                 return r;
         r = gc_args(model, &args);
         if (r >= 0)
-                r = submit(model, "gc", args, on_gc_done);
+                r = model_submit(model, "gc", args, on_gc_done);
         if (r < 0)
                 model_op_finish(model, r, "cannot start gc");
         return r;
@@ -418,6 +465,10 @@ static void on_ready(Model *model, int error, const char *reason, void *userdata
                 return;
         if (error < 0) {
                 snprintf(buf, sizeof(buf), "model server not ready: %s", reason);
+                /* Up but never ready with this version: the version's fault. Not reachable at all:
+                 * the host's or the version's; the restore tells (see the suspect in on_ready). */
+                op->serving_failed = error == -EPROTO;
+                op->serving_unreachable = !op->serving_failed;
                 log_event(LOG_WARNING, 0,
                           &(LogFields){.message_id = MK_MESSAGE_SERVE_READY, .model = model->name, .version = op->to,
                                        .from_version = op->from, .action = "ready", .reason = buf},
@@ -428,8 +479,23 @@ static void on_ready(Model *model, int error, const char *reason, void *userdata
         if (model->config->serve.ready_url)
                 log_event(LOG_INFO, 0,
                           &(LogFields){.message_id = MK_MESSAGE_SERVE_READY, .model = model->name, .version = op->to,
-                                       .action = "ready", .reason = model->config->serve.ready_url},
+                                       .from_version = op->from, .action = "ready",
+                                       .reason = model->config->serve.ready_url},
                           "Model %s: version %s is ready.", model->name, op->to);
+        if (op->kind == ACTIVATION_RESTORE && op->suspect &&
+            (model->config->serve.ready_url || model->config->serve.reload != RELOAD_NONE)) {
+                /* The same server that could not be reached with the new version is fine with the
+                 * old one again: the new version is what brought it down (a crash on load, say). */
+                _cleanup_free_ char *why = xasprintf("the model server was unreachable with version %s and is ready "
+                                                     "again with version %s",
+                                                     op->suspect, op->to);
+                (void) model_state_file_quarantine(model->state, op->suspect);
+                log_event(LOG_WARNING, 0,
+                          &(LogFields){.message_id = MK_MESSAGE_QUARANTINED, .model = model->name,
+                                       .version = op->suspect, .from_version = op->to, .action = "quarantine",
+                                       .reason = why},
+                          "Model %s: version %s quarantined: %s.", model->name, op->suspect, why);
+        }
         activation_done(model);
 }
 
@@ -445,6 +511,10 @@ static void on_reloaded(Model *model, int error, const char *reason, void *userd
                 return;
         if (error < 0) {
                 snprintf(buf, sizeof(buf), "model server reload failed: %s", reason);
+                /* It answered and refused (HTTP error, command failed, unit job failed): the version's
+                 * fault. Unreachable or timed out: the restore tells whose. */
+                op->serving_failed = error == -EIO;
+                op->serving_unreachable = !op->serving_failed;
                 log_event(LOG_WARNING, 0,
                           &(LogFields){.message_id = MK_MESSAGE_SERVE_RELOAD, .model = model->name, .version = op->to,
                                        .from_version = op->from, .action = "reload", .reason = buf},
@@ -513,7 +583,7 @@ static int start_activation_job(Model *model) {
         if (strv_extend(&args, op->to) < 0 || (op->from && (strv_extend(&args, "--from") < 0 ||
                                                             strv_extend(&args, op->from) < 0)))
                 return -ENOMEM;
-        return submit(model, instant ? "rollback" : "activate", args, on_activate_job);
+        return model_submit(model, instant ? "rollback" : "activate", args, on_activate_job);
 }
 
 /* A step of an activation failed: put back what served before (once), quarantine a new version
@@ -525,14 +595,16 @@ static void activation_failed(Model *model, int error, const char *reason) {
         _cleanup_free_ char *failed = strdup(op->to), *why = strdup(reason ?: strerror(-error));
         int r;
 
-        /* A new version that failed verification, loading or readiness is not offered again. */
-        if (new_version && error != -ECANCELED) {
+        /* A version that failed verification (corrupt or tampered: -EBADMSG), or a new one that the
+         * model server could not load or never became ready with, is not offered again. A host problem (I/O error, no
+         * space, the agent killed by a timeout or the OOM killer) is not the version's fault. */
+        if (error == -EBADMSG || (new_version && op->serving_failed)) {
                 char job[32];
                 snprintf(job, sizeof(job), "%" PRIu64, model->job_id);
                 (void) model_state_file_quarantine(model->state, op->to);
                 log_event(LOG_WARNING, 0,
                           &(LogFields){.message_id = MK_MESSAGE_QUARANTINED, .model = model->name, .version = op->to,
-                                       .action = "quarantine", .job = job, .reason = why},
+                                       .from_version = op->from, .action = "quarantine", .job = job, .reason = why},
                           "Model %s: version %s quarantined: %s", model->name, op->to, strna(why));
         }
 
@@ -543,6 +615,8 @@ static void activation_failed(Model *model, int error, const char *reason) {
                 _cleanup_free_ char *restore_reason = NULL;
 
                 op->failed_once = true;
+                if (new_version && op->serving_unreachable && !op->serving_failed)
+                        op->suspect = strdup(strna(failed));
                 restore_reason = xasprintf("version %s failed: %s", strna(failed), strna(why));
                 free(op->failure);
                 op->failure = xasprintf("version %s failed (%s); version %s restored", strna(failed), strna(why),
@@ -615,6 +689,10 @@ int model_rollback(Model *model, const char *to, const char *reason, const char 
         }
         if (streq_ptr(to, s->active))
                 return -EALREADY;
+        /* Never back to a version judged bad (failed probation, not ready, corrupt at rest) unless
+         * an operator released it first. */
+        if (model_state_file_is_quarantined(s, to))
+                return -EKEYREVOKED;
         return model_activate(model, to, s->active, ACTIVATION_ROLLBACK, reason ?: "operator request", rule, reply);
 }
 
@@ -680,7 +758,7 @@ int model_import(Model *model, const char *dir, const char *id, bool activate, s
         if (strv_extend(&args, dir) < 0 || (id && (strv_extend(&args, "--id") < 0 || strv_extend(&args, id) < 0)))
                 r = -ENOMEM;
         else
-                r = submit(model, "import", args, on_import_job);
+                r = model_submit(model, "import", args, on_import_job);
         if (r < 0) {
                 model->op->reply = sd_bus_message_unref(model->op->reply);
                 model_op_finish(model, r, "cannot start the import");
@@ -731,6 +809,8 @@ static void on_reconcile_job(Job *j, int error, const char *reason, json_t *data
         r = model_watch_start(model);
         if (r < 0)
                 log_error_errno(r, "Model %s: cannot start watching its metrics: %m", model->name);
+        (void) model_update_start(model);
+        (void) model_scrub_start(model);
         if (error < 0) {
                 log_job_failed(model, "reconcile", NULL, reason);
                 model_op_finish(model, error, reason);
@@ -823,7 +903,7 @@ int model_start(Model *model) {
         r = model_op_new(model, OP_RECONCILE, NULL);
         if (r < 0)
                 return r;
-        r = submit(model, "reconcile", NULL, on_reconcile_job);
+        r = model_submit(model, "reconcile", NULL, on_reconcile_job);
         if (r < 0)
                 model_op_finish(model, r, "cannot start reconciliation");
         return r;

@@ -10,7 +10,10 @@
 
 #include <systemd/sd-bus.h>
 
+#include <jansson.h>
+
 #include "config.h"
+#include "jobs.h"
 #include "macros.h"
 #include "state.h"
 
@@ -44,6 +47,9 @@ typedef enum OpType {
         OP_IMPORT,
         OP_ACTIVATE,
         OP_GC,
+        OP_UPDATE,
+        OP_RECOMPRESS,
+        OP_SCRUB,
         _OP_TYPE_MAX,
 } OpType;
 
@@ -57,7 +63,12 @@ typedef struct ModelOp {
         char *import_dir;
         bool then_activate;
         bool failed_once;        /* an activation that already fell back */
+        bool serving_failed;     /* the model server could not load it or never became ready */
+        bool serving_unreachable; /* the model server could not be reached with it (host or version?) */
+        char *suspect;           /* a new version restored away from while the server was unreachable:
+                                  * quarantined if the restored version then becomes ready */
         char *failure;           /* why it fell back: the operation's outcome even if the restore works */
+        char *result;            /* what a successful operation answers (default: the version) */
         sd_bus_message *reply;   /* a control API call waiting for the outcome */
 } ModelOp;
 
@@ -86,6 +97,8 @@ typedef struct Model {
         char *last_error;
         uint64_t job_id;         /* of the last job, for JOB= */
         void *watch;             /* owned by watch.c: scraping, rules, probation */
+        sd_event_source *check_timer; /* update checks (update.c) */
+        sd_event_source *scrub_timer; /* scrubs (scrub.c) */
         ModelRequest *requests;  /* queued operator requests, oldest first */
         unsigned n_requests;
         sd_event_source *dispatch_source;
@@ -119,5 +132,31 @@ int model_set_hold(Model *model, bool hold, const char *who);
 int model_promote(Model *model, const char *version, const char *reason);
 int model_quarantine(Model *model, const char *version, const char *reason);
 int model_unquarantine(Model *model, const char *id, const char *who);
+/* Updates (update.c): the check timer, and a check now. reply may be NULL. */
+int model_update_start(Model *model);
+void model_update_stop(Model *model);
+int model_check_update(Model *model, sd_bus_message *reply, const char *why);
+
+/* Scrubs (scrub.c): re-verify the store at rest every daemon.scrub_every, and now. */
+int model_scrub_start(Model *model);
+void model_scrub_stop(Model *model);
+int model_scrub(Model *model, sd_bus_message *reply, const char *why);
+
+/* Re-compression (recompress.c): build <release>~<profile> from what serves and activate it.
+ * -ENOPKG: no such profile; -EKEYREVOKED: that derived version is quarantined. */
+int model_recompress(Model *model, const char *profile, const char *reason, const char *rule, sd_bus_message *reply);
+
+/* For the operation modules (model.c, update.c): one operation at a time per model. */
+int model_op_new(Model *model, OpType type, sd_bus_message *reply);
+void model_op_finish(Model *model, int error, const char *reason);
+/* Finish successfully, answering the caller with text instead of the version. */
+void model_op_finish_with(Model *model, int error, const char *text);
+int model_enqueue(Model *model, OpType type, const char *dir, const char *id, bool activate, const char *reason,
+                  sd_bus_message *reply);
+int model_submit(Model *model, const char *verb, char **args, JobDoneFn done);
+
+/* An operation's error as the control API reports it. */
+int model_error_to_bus(const Model *model, int r, sd_bus_error *error);
+
 /* Abandon the running operation (shutdown, model removed); state.json keeps what a restart needs. */
 void model_abort(Model *model, const char *why);

@@ -26,6 +26,7 @@ struct ServeOp {
         uint64_t deadline;
         unsigned attempts;
         char last_problem[512];
+        bool answered;           /* the server answered at least once (it is up, the version is not ready) */
 };
 
 static void serve_op_free(ServeOp *op) {
@@ -71,7 +72,9 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
                  op->last_problem[0] ? op->last_problem : "");
         if (op->last_problem[0])
                 strncat(reason, ")", sizeof(reason) - strlen(reason) - 1);
-        serve_op_finish(op, -ETIMEDOUT, reason);
+        /* -EPROTO: the server is up and kept saying "not ready" — the version's fault; -ETIMEDOUT:
+         * it never answered — the host's. */
+        serve_op_finish(op, op->answered ? -EPROTO : -ETIMEDOUT, reason);
         return 0;
 }
 
@@ -358,8 +361,10 @@ static void on_ready_http(HttpRequest *req, int error, long status, const char *
         }
         if (error < 0)
                 snprintf(op->last_problem, sizeof(op->last_problem), "%s", reason);
-        else
+        else {
+                op->answered = true;
                 snprintf(op->last_problem, sizeof(op->last_problem), "HTTP %ld", status);
+        }
         schedule_poll(op);
 }
 

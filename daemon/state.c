@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include "fileio.h"
+#include "hash.h"
 #include "state.h"
 #include "store-layout.h"
 #include "strv.h"
@@ -15,6 +16,7 @@ ModelStateFile *model_state_file_free(ModelStateFile *s) {
         free(s->last_good);
         strv_free(s->quarantine);
         json_decref(s->high_water);
+        json_decref(s->high_water_content);
         json_decref(s->in_progress);
         json_decref(s->probation);
         free(s);
@@ -27,7 +29,10 @@ int model_state_file_new(ModelStateFile **ret) {
         if (!s)
                 return -ENOMEM;
         s->high_water = json_object();
-        if (!s->high_water) {
+        s->high_water_content = json_object();
+        if (!s->high_water || !s->high_water_content) {
+                json_decref(s->high_water);
+                json_decref(s->high_water_content);
                 free(s);
                 return -ENOMEM;
         }
@@ -97,6 +102,17 @@ int model_state_file_parse(const char *text, size_t size, ModelStateFile **ret) 
                 json_decref(s->high_water);
                 s->high_water = json_deep_copy(v);
         }
+        v = json_object_get(o, "high_water_content");
+        if (v) {
+                json_t *e;
+                if (!json_is_object(v))
+                        goto out;
+                json_object_foreach(v, key, e)
+                        if (!json_is_string(e) || !sha256_hex_is_valid(json_string_value(e)))
+                                goto out;
+                json_decref(s->high_water_content);
+                s->high_water_content = json_deep_copy(v);
+        }
         v = json_object_get(o, "in_progress");
         if (v && !json_is_null(v)) {
                 if (!json_is_object(v) || !json_is_string(json_object_get(v, "op")))
@@ -125,9 +141,10 @@ char *model_state_file_format(const ModelStateFile *s) {
                 return NULL;
         STRV_FOREACH(id, s->quarantine)
                 json_array_append_new(q, json_string(*id));
-        o = json_pack("{s:i, s:s?, s:s?, s:s?, s:b, s:o, s:O, s:O?, s:O?}", "format", 1, "active", s->active, "previous",
-                      s->previous, "last_good", s->last_good, "hold", s->hold, "quarantine", q, "high_water",
-                      s->high_water, "in_progress", s->in_progress, "probation", s->probation);
+        o = json_pack("{s:i, s:s?, s:s?, s:s?, s:b, s:o, s:O, s:O, s:O?, s:O?}", "format", 1, "active", s->active,
+                      "previous", s->previous, "last_good", s->last_good, "hold", s->hold, "quarantine", q,
+                      "high_water", s->high_water, "high_water_content", s->high_water_content, "in_progress",
+                      s->in_progress, "probation", s->probation);
         if (!o)
                 return NULL;
         text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -198,8 +215,17 @@ uint64_t model_state_file_high_water(const ModelStateFile *s, const char *channe
         return json_is_integer(v) ? (uint64_t) json_integer_value(v) : 0;
 }
 
-int model_state_file_set_high_water(ModelStateFile *s, const char *channel, uint64_t v) {
-        return json_object_set_new(s->high_water, channel, json_integer((json_int_t) v)) < 0 ? -ENOMEM : 0;
+int model_state_file_set_high_water(ModelStateFile *s, const char *channel, uint64_t v, const char *content_id) {
+        if (json_object_set_new(s->high_water, channel, json_integer((json_int_t) v)) < 0)
+                return -ENOMEM;
+        if (content_id)
+                return json_object_set_new(s->high_water_content, channel, json_string(content_id)) < 0 ? -ENOMEM : 0;
+        (void) json_object_del(s->high_water_content, channel);
+        return 0;
+}
+
+const char *model_state_file_high_water_content(const ModelStateFile *s, const char *channel) {
+        return json_string_value(json_object_get(s->high_water_content, channel));
 }
 
 int model_state_file_set(char **field, const char *value) {

@@ -12,6 +12,7 @@
  *     "hold": false,
  *     "quarantine": ["4"],
  *     "high_water": {"stable": 4},
+ *     "high_water_content": {"stable": "<sha256 hex of the sorted (name, size, digest) list>"},
  *     "in_progress": {"op": "activate", "to": "3", "from": "2", "kind": "update",
  *                     "reason": "…", "since": "2026-11-29T10:00:00Z"},
  *     "probation": {…}                 (the rollout analysis, owned by the policy engine)
@@ -29,6 +30,7 @@ typedef struct ModelStateFile {
         bool hold;
         char **quarantine;
         json_t *high_water;     /* object: channel → integer */
+        json_t *high_water_content; /* object: channel → content id (hex) of that version */
         json_t *in_progress;    /* object or NULL */
         json_t *probation;      /* object or NULL */
 } ModelStateFile;
@@ -51,5 +53,6 @@ bool model_state_file_is_quarantined(const ModelStateFile *s, const char *id) _p
 int model_state_file_quarantine(ModelStateFile *s, const char *id);
 int model_state_file_unquarantine(ModelStateFile *s, const char *id);
 uint64_t model_state_file_high_water(const ModelStateFile *s, const char *channel) _pure_;
-int model_state_file_set_high_water(ModelStateFile *s, const char *channel, uint64_t v);
+int model_state_file_set_high_water(ModelStateFile *s, const char *channel, uint64_t v, const char *content_id);
+const char *model_state_file_high_water_content(const ModelStateFile *s, const char *channel) _pure_;
 int model_state_file_set(char **field, const char *value);

@@ -703,12 +703,12 @@ static int run_action(Watch *w, const RuleEvent *e, const char *reason) {
                 r = run_exec(w, e->name, a->argv);
                 break;
         case ACTION_UPDATE:
-                r = model_check_update(model);
+                r = model_check_update(model, NULL, why);
                 if (r == -EBUSY)
                         return r;
                 break;
         case ACTION_RECOMPRESS:
-                r = model_recompress(model, a->profile, why);
+                r = model_recompress(model, a->profile, why, e->name, NULL);
                 if (r == -EBUSY)
                         return r;
                 break;
@@ -1107,6 +1107,9 @@ int model_watch_activated(Model *model, const char *version, const char *from, A
         r = policy_rollout_start(w->policy, version, watch_now(w));
         if (r <= 0)
                 return r;
+        /* The model's first version: nothing to regress from, so baseline() checks have nothing to
+         * say (and nothing to roll back to either). */
+        policy_rollout_set_first(w->policy, !from);
         w->kind = kind;
         free(w->from);
         w->from = from ? strdup(from) : NULL;

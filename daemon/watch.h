@@ -49,12 +49,6 @@ void model_watch_before_activation(Model *model, const char *to, ActivationKind 
  * restores start no probation and end a running one. */
 int model_watch_activated(Model *model, const char *version, const char *from, ActivationKind kind);
 
-/* Seams for the rule actions `update` and `recompress` (daemon/watch-seams.c): the update and
- * re-compression machinery replaces them. Until then they log that the action is not available
- * and return -EOPNOTSUPP. */
-int model_check_update(Model *model);
-int model_recompress(Model *model, const char *profile, const char *reason);
-
 /* For the daemon's own figures: totals over every watched model, kept up to date as rules change
  * state and scrapes complete (reading them touches no model). */
 typedef struct WatchTotals {

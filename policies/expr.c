@@ -366,6 +366,19 @@ int expr_format_number(double v, char *buf, size_t size) {
         return 0;
 }
 
+/* For people (log messages, REASON=): six significant digits are plenty to judge "0.0842 below min
+ * 0.7", where the round-trip form above would print 0.084210526315789472. Whole numbers such as
+ * byte counts stay exact up to 2^53. */
+int expr_format_short(double v, char *buf, size_t size) {
+        if (!isfinite(v))
+                return expr_format_number(v, buf, size);
+        if (v == trunc(v) && fabs(v) < 9007199254740992.0)
+                snprintf(buf, size, "%.0f", v);
+        else
+                snprintf(buf, size, "%.6g", v);
+        return 0;
+}
+
 static void buf_duration(Buf *b, uint64_t usec) {
         char d[FORMAT_DURATION_MAX];
         buf_add(b, "%s", format_duration(d, usec));
@@ -2767,4 +2780,8 @@ char *expr_value_to_string(const ExprValue *v, Arena *a) {
         r = arena_strndup(a, b.s, b.n);
         free(b.s);
         return r;
+}
+
+bool expr_has_baseline(const Expr *x) {
+        return x && x->has_baseline;
 }

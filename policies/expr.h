@@ -76,6 +76,9 @@ Selector *const *expr_env_selectors(const ExprEnv *e, size_t *ret_n);
 /* The longest history (range + offset) any selector needs, usec. */
 uint64_t expr_env_max_history(const ExprEnv *e) _pure_;
 
+/* Whether x contains a baseline(…) anywhere. */
+bool expr_has_baseline(const Expr *x) _pure_;
+
 /* baseline(x): each distinct argument gets an index; its key is the canonical text of x. */
 size_t expr_env_n_baselines(const ExprEnv *e) _pure_;
 const char *expr_env_baseline_key(const ExprEnv *e, size_t i);
@@ -150,3 +153,5 @@ size_t expr_samples_since(const Expr *x, const ExprContext *c, uint64_t since);
 /* Format a value for logs: "no data", "0.93", "{code=\"500\"} 0.93, … (3 series)". */
 char *expr_value_to_string(const ExprValue *v, Arena *a);
 int expr_format_number(double v, char *buf, size_t size);
+/* Six significant digits (whole numbers exact): for messages, not for re-parsing. */
+int expr_format_short(double v, char *buf, size_t size);

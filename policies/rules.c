@@ -29,6 +29,7 @@ typedef struct RolloutState {
         char *version;
         uint64_t started, next;
         unsigned round, passed, failed, inconclusive;
+        bool first;      /* nothing served before: there is nothing to compare with */
 } RolloutState;
 
 struct Policy {
@@ -560,6 +561,10 @@ int policy_rollout_start(Policy *p, const char *version, uint64_t now) {
         return 1;
 }
 
+void policy_rollout_set_first(Policy *p, bool first) {
+        p->ro.first = first;
+}
+
 void policy_rollout_abort(Policy *p) {
         if (p->ro.phase == ROLLOUT_PROBATION)
                 p->ro.phase = ROLLOUT_IDLE;
@@ -637,6 +642,15 @@ static int run_check(Policy *p, const PolicyCheck *pc, CheckResult *res, const S
                                 res->outcome = CHECK_FAIL;
                                 goto done;
                         }
+                        if (k == 0 && p->ro.first && expr_has_baseline(pc->min)) {
+                                /* The model's first version: no previous one to regress from. The
+                                 * check has nothing to say; the others decide (Flagger does not
+                                 * analyse a first deployment either). */
+                                res->outcome = CHECK_PASS;
+                                snprintf(res->reason, sizeof(res->reason),
+                                         "no previous version to compare with (first activation)");
+                                goto done;
+                        }
                         if (k == 0) {
                                 res->outcome = CHECK_NO_DATA;
                                 snprintf(res->reason, sizeof(res->reason), "min (%s) has no data", pc->min_text);
@@ -647,6 +661,12 @@ static int run_check(Policy *p, const PolicyCheck *pc, CheckResult *res, const S
                         if (k < 0) {
                                 r = k == -ENOMEM ? k : 0;
                                 res->outcome = CHECK_FAIL;
+                                goto done;
+                        }
+                        if (k == 0 && p->ro.first && expr_has_baseline(pc->max)) {
+                                res->outcome = CHECK_PASS;
+                                snprintf(res->reason, sizeof(res->reason),
+                                         "no previous version to compare with (first activation)");
                                 goto done;
                         }
                         if (k == 0) {
@@ -679,14 +699,14 @@ static int run_check(Policy *p, const PolicyCheck *pc, CheckResult *res, const S
                         if ((pc->min && x < res->min) || (pc->max && x > res->max)) {
                                 res->value = x;
                                 res->outcome = CHECK_FAIL;
-                                expr_format_number(x, num, sizeof(num));
+                                expr_format_short(x, num, sizeof(num));
                                 if (pc->min && x < res->min) {
                                         char b[64];
-                                        expr_format_number(res->min, b, sizeof(b));
+                                        expr_format_short(res->min, b, sizeof(b));
                                         snprintf(res->reason, sizeof(res->reason), "%s below min %s", num, b);
                                 } else {
                                         char b[64];
-                                        expr_format_number(res->max, b, sizeof(b));
+                                        expr_format_short(res->max, b, sizeof(b));
                                         snprintf(res->reason, sizeof(res->reason), "%s above max %s", num, b);
                                 }
                                 break;
@@ -853,6 +873,8 @@ json_t *policy_state_to_json(const Policy *p) {
                                        (int) p->ro.failed, "inconclusive", (int) p->ro.inconclusive);
                 if (!ro)
                         goto fail;
+                if (p->ro.first)
+                        json_object_set_new(ro, "first", json_true());
                 json_object_set_new(root, "rollout", ro);
         } else
                 json_object_set_new(root, "rollout", json_null());
@@ -972,6 +994,7 @@ int policy_state_from_json(Policy *p, const json_t *j, uint64_t now) {
                         .passed = (unsigned) json_integer_value(json_object_get(ro, "passed")),
                         .failed = (unsigned) json_integer_value(json_object_get(ro, "failed")),
                         .inconclusive = (unsigned) json_integer_value(json_object_get(ro, "inconclusive")),
+                        .first = json_is_true(json_object_get(ro, "first")),
                 };
                 if (ph == ROLLOUT_PROBATION && !p->has_rollout)
                         p->ro.phase = ROLLOUT_PROMOTED; /* the rollout section was removed meanwhile */

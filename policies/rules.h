@@ -187,6 +187,9 @@ bool policy_has_rollout(const Policy *p) _pure_;
 /* Put version on probation at now: the first round is due one interval later. Returns 1 when
  * probation started, 0 when the model has no rollout section (promoted at once). */
 int policy_rollout_start(Policy *p, const char *version, uint64_t now);
+/* The version on probation is the model's first (nothing served before it): checks whose bound
+ * uses baseline() pass, saying so, instead of having no data. Persisted with the state. */
+void policy_rollout_set_first(Policy *p, bool first);
 /* End a probation without a verdict (the operator rolled back or promoted by hand). */
 void policy_rollout_abort(Policy *p);
 RolloutPhase policy_rollout_phase(const Policy *p) _pure_;

@@ -180,8 +180,8 @@ TOOLS = os.path.join(SRC, "tests", "tools")
 class ModelServer:
     """The stand-in model server (tests/tools/model-server.py) on 127.0.0.1."""
 
-    def __init__(self, serve_link, not_ready=(), load_at_start=False):
-        env = dict(os.environ, SERVE_LINK=serve_link, NOT_READY=",".join(not_ready), PORT="0")
+    def __init__(self, serve_link, not_ready=(), load_at_start=False, hang=()):
+        env = dict(os.environ, SERVE_LINK=serve_link, NOT_READY=",".join(not_ready), HANG=",".join(hang), PORT="0")
         if load_at_start:
             env["LOAD_AT_START"] = "1"
         self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(TOOLS, "model-server.py")], env=env,

@@ -153,8 +153,15 @@ class DaemonTest(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("modelkeeperd is not running", p.stderr)
 
+    def real_key_config(self, d):
+        subprocess.run([mk.CTL, "keygen", "--type", "ed25519", "--out", os.path.join(d.dir, "k")], check=True,
+                       capture_output=True)
+        with open(d.config_path, "w") as f:
+            f.write("trust: {keys: [k.pub]}\n")
+
     def test_check_config(self):
         self.d = d = mk.Daemon(CONFIG, {"a": MODEL_A})
+        self.real_key_config(d)
         p = subprocess.run([mk.DAEMON, "--config", d.config_path, "--check-config"], capture_output=True, text=True)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("OK, 1 model", p.stdout)
@@ -162,6 +169,22 @@ class DaemonTest(unittest.TestCase):
         p = subprocess.run([mk.DAEMON, "--config", d.config_path, "--check-config"], capture_output=True, text=True)
         self.assertEqual(p.returncode, 1)
         self.assertIn("b.yaml:2:37: invalid action 'explode'", p.stderr)
+
+    def test_check_config_references(self):
+        # Valid YAML pointing at a world that is not there: --check-config says so and fails; the
+        # daemon itself starts and warns (a file may appear later).
+        self.d = d = mk.Daemon(CONFIG, {"a": MODEL_A})
+        with open(os.path.join(d.dir, "garbage.pub"), "w") as f:
+            f.write("not a key\n")
+        with open(d.config_path, "w") as f:
+            f.write("trust: {keys: [garbage.pub]}\n")
+        d.write_model("b", "model: b\nserve: {reload: {exec: [/nonexistent/reload-b]}}\n")
+        p = subprocess.run([mk.DAEMON, "--config", d.config_path, "--check-config"], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("trust.keys: " + os.path.join(d.dir, "garbage.pub") + ": not a PEM file", p.stderr)
+        self.assertIn("b.yaml: serve.reload.exec: /nonexistent/reload-b: No such file or directory", p.stderr)
+        d.start()
+        self.assertIn("serve.reload.exec: /nonexistent/reload-b", d.logs())
 
     def test_version_and_help(self):
         for binary in (mk.DAEMON, mk.CTL, mk.AGENT):

@@ -128,6 +128,42 @@ class StoreTest(unittest.TestCase):
         d.ctl("release", "m", "2")
         self.assertNotIn("quarantined", self.versions()["2"]["state"])
 
+    def http_model(self, ready_timeout="2s"):
+        return ("model: m\nserve:\n"
+                f"  reload: {{http: \"POST {self.server.url}/v2/repository/models/m/load\"}}\n"
+                f"  ready: {{http: \"{self.server.url}/ready\", timeout: {ready_timeout}, interval: 100ms}}\n")
+
+    def test_server_unreachable_with_new_version_quarantines_it(self):
+        # The server wedges loading version 2 (its /ready never answers): version 1 is restored and,
+        # since the same server is ready again with it, version 2 is the cause and is quarantined.
+        self.d = d = mk.Daemon("", {})
+        self.server = mk.ModelServer(os.path.join(d.runtime, "serve", "m"), hang=["2"])
+        d.write_model("m", self.http_model())
+        d.start()
+        d.ctl("import", "m", self.src("v1", b"one"), "--activate")
+        p = d.ctl("import", "m", self.src("v2", b"two"), "--activate", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(d.status()[0]["active"], "1")
+        self.assertIn("quarantined", self.versions()["2"]["state"])
+        self.assertIn("the model server was unreachable with version 2 and is ready again with version 1",
+                      d.logs())
+        self.assertIn("MODEL=m VERSION=2 FROM_VERSION=1 ACTION=quarantine", d.logs())
+
+    def test_server_down_is_not_the_versions_fault(self):
+        # The server is down for everyone: version 2 is switched back, but nothing is quarantined.
+        self.d = d = mk.Daemon("", {})
+        self.server = mk.ModelServer(os.path.join(d.runtime, "serve", "m"))
+        d.write_model("m", self.http_model(ready_timeout="1s"))
+        d.start()
+        d.ctl("import", "m", self.src("v1", b"one"), "--activate")
+        self.server.close()
+        self.server = None
+        p = d.ctl("import", "m", self.src("v2", b"two"), "--activate", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertNotIn("quarantined", self.versions()["2"]["state"])
+        self.assertTrue(self.serve_target().endswith("/versions/1/files"))
+        self.assertNotIn("ACTION=quarantine", d.logs())
+
     def test_reconcile_at_start(self):
         d = self.start("")
         d.ctl("import", "m", self.src("v1", b"one"), "--activate")

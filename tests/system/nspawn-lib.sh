@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 #
-# Boot a real Debian 12 with systemd in systemd-nspawn (../shared/RECIPES.md), with the build
-# installed, run a check script as a oneshot unit that writes its results to /results and powers
+# Boot a real Debian 12 with systemd in systemd-nspawn (../shared/RECIPES.md), install the Debian
+# package of this tree, run a check script as a oneshot unit that writes its results to /results and powers
 # off, and read the results from the host.
 #
 # The container root is made once per machine with debootstrap and cached as a tarball under
@@ -11,8 +11,9 @@
 set -euo pipefail
 
 MK_NSPAWN_CACHE=${MK_NSPAWN_CACHE:-/var/tmp/modelkeeper-nspawn}
-# What the container needs at run time (the binaries' libraries and the test peers).
-MK_NSPAWN_PACKAGES=systemd,systemd-sysv,dbus,libyaml-0-2,libjansson4,libcurl4,libssl3,ca-certificates,openssl,nginx-light,python3,python3-numpy
+# What the container needs at run time: the package's dependencies (and polkitd, which it
+# recommends; polkitd needs a logind), and the test peers.
+MK_NSPAWN_PACKAGES=systemd,systemd-sysv,dbus,libpam-systemd,polkitd,libyaml-0-2,libjansson4,libcurl4,libssl3,ca-certificates,openssl,curl,nginx-light,python3,python3-numpy
 MK_NSPAWN_IMAGE="$MK_NSPAWN_CACHE/bookworm-$(printf %s "$MK_NSPAWN_PACKAGES" | sha256sum | cut -c1-12).tar"
 
 skip() {
@@ -46,12 +47,17 @@ nspawn_image() {
         rm -rf "$tmp"
 }
 
-# nspawn_instance DIR: a fresh root under DIR/root with the build installed.
+# nspawn_instance DIR DEB: a fresh root under DIR/root, the package waiting in /root/modelkeeper.deb
+# (the check script installs it with dpkg on the running system, as an administrator would), and
+# the test tools in /usr/local/lib/mk-test.
 nspawn_instance() {
-        local dir=$1 build=$2
+        local dir=$1 deb=$2 tools
+        tools=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../tools
         mkdir -p "$dir/root" "$dir/results"
         tar -C "$dir/root" -xf "$MK_NSPAWN_IMAGE"
-        DESTDIR="$dir/root" meson install -C "$build" --quiet --no-rebuild >/dev/null
+        cp "$deb" "$dir/root/root/modelkeeper.deb"
+        mkdir -p "$dir/root/usr/local/lib/mk-test"
+        cp "$tools"/*.py "$tools"/*.sh "$dir/root/usr/local/lib/mk-test/"
         # Results and the check script; the check runs once the system is up, then powers off.
         mkdir -p "$dir/root/results"
         cat >"$dir/root/etc/systemd/system/mk-check.service" <<'EOF'
@@ -63,6 +69,7 @@ Type=oneshot
 ExecStart=/bin/bash /usr/local/bin/mk-check
 ExecStopPost=/bin/systemctl --no-block poweroff
 StandardOutput=journal+console
+TimeoutStartSec=400
 [Install]
 WantedBy=multi-user.target
 EOF
@@ -71,14 +78,14 @@ EOF
         rm -f "$dir/root/etc/systemd/system/multi-user.target.wants/nginx.service"
         echo "mk-test" >"$dir/root/etc/hostname"
         # A machine id of its own: without one systemd treats the boot as the first and enables
-        # every unit by preset, which would start modelkeeperd before the test configured it.
+        # units by preset behind the test's back.
         od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$dir/root/etc/machine-id"
 }
 
 # nspawn_boot DIR: boot it (bounded), leave the results in DIR/root/results.
 nspawn_boot() {
         local dir=$1 rc=0
-        timeout 300 systemd-nspawn -D "$dir/root" --boot --register=no --keep-unit --console=pipe \
+        timeout 480 systemd-nspawn -D "$dir/root" --boot --register=no --keep-unit --console=pipe \
                 -M "mk-test-$$" --bind="$dir/results:/results" >"$dir/console.log" 2>&1 </dev/null || rc=$?
         if [ ! -f "$dir/results/status" ]; then
                 echo "The container produced no result (nspawn exit $rc). Console:"

@@ -11,19 +11,22 @@ POST /set       set metric values (query string), e.g. /set?accuracy_correct_tot
 GET  /state     JSON: reloads, loaded target, metric values.
 
 Environment: PORT (0: pick one and print it), SERVE_LINK (the serve/<model> path),
-NOT_READY (comma-separated version ids that never become ready).
+NOT_READY (comma-separated version ids that never become ready), HANG (version ids with which
+/ready never answers: a server that crashed or wedged loading them).
 """
 
 import json
 import os
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 state = {"reloads": 0, "loaded": None, "metrics": {}, "version_metrics": {}, "requests": []}
 not_ready = set(filter(None, os.environ.get("NOT_READY", "").split(",")))
+hang = set(filter(None, os.environ.get("HANG", "").split(",")))
 serve_link = os.environ.get("SERVE_LINK")
 
 
@@ -58,7 +61,9 @@ class Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlparse(self.path).path
         with lock:
             state["requests"].append("GET " + path)
-        if path == "/ready":
+        if path == "/ready" and loaded_version() in hang:
+            time.sleep(3600)
+        elif path == "/ready":
             ok = state["loaded"] is not None and loaded_version() not in not_ready
             self.reply(200 if ok else 503, "ready\n" if ok else "loading\n")
         elif path == "/metrics":

@@ -67,7 +67,7 @@ static void test_main_errors(void **state) {
         expect_main_error("daemon:\n  max_job: 3\n",
                           "/etc/mk.yaml:2:3: unknown key 'max_job' in daemon (expected one of: state_directory, "
                           "runtime_directory, models_directory, max_jobs, job_timeout, admin_group, socket_group, "
-                          "metrics_textfile, agent, agent_user, watch_models)");
+                          "metrics_textfile, agent, agent_user, watch_models, scrub_every)");
         expect_main_error("daemon: [1, 2]\n", "/etc/mk.yaml:1:9: expected a mapping for daemon, got sequence");
         expect_main_error("daemon:\n  max_jobs: 1000\n", "/etc/mk.yaml:2:13: 1000 out of range [0, 256]");
         expect_main_error("daemon:\n  max_jobs: -1\n",

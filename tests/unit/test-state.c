@@ -7,7 +7,7 @@
 
 static void test_roundtrip(void **state) {
         _cleanup_(model_state_file_freep) ModelStateFile *s = NULL, *t = NULL;
-        _cleanup_free_ char *text = NULL, *dir = test_mkdtemp();
+        _cleanup_free_ char *dir = test_mkdtemp();
 
         assert_int_equal(model_state_file_new(&s), 0);
         assert_int_equal(model_state_file_set(&s->active, "3"), 0);
@@ -15,7 +15,7 @@ static void test_roundtrip(void **state) {
         assert_int_equal(model_state_file_set(&s->last_good, "2"), 0);
         assert_int_equal(model_state_file_quarantine(s, "4"), 0);
         assert_int_equal(model_state_file_quarantine(s, "4"), 0);
-        assert_int_equal(model_state_file_set_high_water(s, "stable", 4), 0);
+        assert_int_equal(model_state_file_set_high_water(s, "stable", 4, "52a7c5ee3f680f7a17de8b02731747c990d1658f90141dc6657bf845f9537496"), 0);
         s->hold = true;
         s->in_progress = json_pack("{s:s, s:s, s:s}", "op", "activate", "to", "3", "from", "2");
 
@@ -28,6 +28,9 @@ static void test_roundtrip(void **state) {
         assert_false(model_state_file_is_quarantined(t, "3"));
         assert_int_equal(model_state_file_high_water(t, "stable"), 4);
         assert_int_equal(model_state_file_high_water(t, "beta"), 0);
+        assert_string_equal(model_state_file_high_water_content(t, "stable"),
+                            "52a7c5ee3f680f7a17de8b02731747c990d1658f90141dc6657bf845f9537496");
+        assert_null(model_state_file_high_water_content(t, "beta"));
         assert_string_equal(json_string_value(json_object_get(t->in_progress, "to")), "3");
         assert_int_equal(model_state_file_unquarantine(t, "4"), 1);
         assert_int_equal(model_state_file_unquarantine(t, "4"), 0);

@@ -220,6 +220,12 @@ static void test_reconcile(void **state) {
         assert_int_equal(store_staging_open(s, "import-12", true, &a, NULL), 0);
         assert_int_equal(store_staging_open(s, "fetch-13", true, &b, NULL), 0);
         assert_int_equal(mkdirat(s->versions_fd, ".gc-3", 0700), 0);
+        /* An agent killed between symlinkat() and renameat() of serve/m; the look-alikes belong
+         * to other models (whose agents may be swapping their links right now) or to nobody. */
+        assert_int_equal(symlinkat("x", s->serve_fd, ".#m.0123456789abcdef"), 0);
+        assert_int_equal(symlinkat("x", s->serve_fd, ".#mm.0123456789abcdef"), 0);
+        assert_int_equal(symlinkat("x", s->serve_fd, ".#m.x.0123456789abcdef"), 0);
+        assert_int_equal(symlinkat("x", s->serve_fd, ".#m.0123"), 0);
 
         assert_int_equal(store_reconcile(s, &report), 0);
         assert_string_equal(json_string_value(json_object_get(report, "current")), "11");
@@ -231,6 +237,10 @@ static void test_reconcile(void **state) {
         assert_int_equal(faccessat(s->staging_fd, "fetch-13", F_OK, 0), 0);    /* resumable */
         assert_int_equal(faccessat(s->staging_fd, "import-12", F_OK, 0), -1);
         assert_int_equal(faccessat(s->versions_fd, ".gc-3", F_OK, 0), -1);
+        assert_int_equal(faccessat(s->serve_fd, ".#m.0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+        assert_int_equal(faccessat(s->serve_fd, ".#mm.0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW), 0);
+        assert_int_equal(faccessat(s->serve_fd, ".#m.x.0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW), 0);
+        assert_int_equal(faccessat(s->serve_fd, ".#m.0123", F_OK, AT_SYMLINK_NOFOLLOW), 0);
 
         /* A second run finds nothing to do. */
         assert_int_equal(store_reconcile(s, &report), 0);
