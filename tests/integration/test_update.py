@@ -226,6 +226,20 @@ class UpdateTest(unittest.TestCase):
         with open(os.path.join(self.d.state, "models", "m", "versions", "1", "release.json")) as f:
             self.assertEqual(json.load(f)["payloadType"], "application/vnd.in-toto+json")
 
+    def test_scheduled_checks_and_hold(self):
+        # No operator: the timer finds version 1 soon after start. On hold, the timer finds
+        # nothing (a held model takes no automatic action); released, the next check installs 2.
+        self.start(source_extra="  check_every: 10s\n  jitter: 0s\n")
+        self.repo.publish(1, {"model.bin": b"one" * 1000}, [self.keys["k1"]])
+        mk.wait_for(lambda: self.d.status()[0]["active"] == "1", timeout=15, what="scheduled update to 1")
+        self.d.ctl("hold", "m")
+        self.repo.publish(2, {"model.bin": b"two" * 1000}, [self.keys["k1"]])
+        time.sleep(12)
+        self.assertEqual(self.d.status()[0]["active"], "1")
+        self.assertEqual(sorted(self.versions()), ["1"])
+        self.d.ctl("release", "m")
+        mk.wait_for(lambda: self.d.status()[0]["active"] == "2", timeout=15, what="scheduled update to 2")
+
     def test_resume_after_cut(self):
         self.start()
         self.repo.rules([{"match": "^/blobs/", "drop": [1, 100000]}])
