@@ -38,6 +38,30 @@ PY = "/usr/bin/python3"
 MODEL = "digits-mlp"
 
 
+def memory_backed(path):
+    p = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True)
+    return p.returncode == 0 and p.stdout.strip() in ("tmpfs", "ramfs")
+
+
+def runtime_directory(workdir):
+    """Where modelkeeperd's runtime directory goes: the decrypted plaintext of sealed versions lives
+    there, and modelkeeperd writes it only to a memory-backed file system (under systemd,
+    /run/modelkeeper). WORKDIR/run when the work directory is on tmpfs; otherwise a directory on
+    /dev/shm, with WORKDIR/run a symbolic link to it (so --keep still shows it as WORKDIR/run)."""
+    run = os.path.join(workdir, "run")
+    if memory_backed(workdir):
+        return run, None
+    if not memory_backed("/dev/shm"):
+        raise RuntimeError("the demo needs a tmpfs for modelkeeperd's runtime directory: neither "
+                           f"{workdir} nor /dev/shm is one")
+    tmp = tempfile.mkdtemp(prefix="modelkeeper-demo-run.", dir="/dev/shm")
+    os.chmod(tmp, 0o755)
+    if os.path.lexists(run):
+        os.unlink(run)
+    os.symlink(tmp, run)
+    return tmp, tmp
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -50,6 +74,7 @@ class Demo:
         self.fast = fast
         self.quiet = quiet
         self.dir = workdir
+        self.run_dir, self.run_tmpfs = runtime_directory(workdir)
         self.procs = []
         self.decisions = []       # (ACTION, VERSION, FROM_VERSION, message)
         self.decision_event = threading.Condition()
@@ -83,7 +108,7 @@ class Demo:
         return p
 
     def ctl(self, *args, check=True):
-        return self.run(self.ctl_bin, "--socket", os.path.join(self.dir, "run", "control"), *args, check=check)
+        return self.run(self.ctl_bin, "--socket", os.path.join(self.run_dir, "control"), *args, check=check)
 
     def cleanup(self):
         for p in reversed(self.procs):
@@ -194,7 +219,7 @@ http {{
     def model_server(self):
         self.say("Starting the demo model server (Python + numpy)")
         self.server_port = free_port()
-        self.serve_link = os.path.join(self.dir, "run", "serve", MODEL)
+        self.serve_link = os.path.join(self.run_dir, "serve", MODEL)
         self.spawn([PY, os.path.join(HERE, "server.py"), "--serve", self.serve_link, "--port", str(self.server_port)],
                    log=os.path.join(self.dir, "model-server.log"))
         self.server_url = f"http://127.0.0.1:{self.server_port}"
@@ -218,7 +243,7 @@ http {{
             f.write("host_memory_available_bytes 8589934592\n")
         with open(os.path.join(cfg, "modelkeeper.yaml"), "w") as f:
             f.write(open(os.path.join(HERE, "modelkeeper.yaml")).read().format(
-                state=os.path.join(self.dir, "state"), run=os.path.join(self.dir, "run"),
+                state=os.path.join(self.dir, "state"), run=self.run_dir,
                 key=self.key + ".pub", recipient=self.recipient, identity=self.identity))
         interval = "1s" if self.fast else "2s"
         with open(os.path.join(cfg, "models.d", MODEL + ".yaml"), "w") as f:
@@ -234,7 +259,7 @@ http {{
         self.daemon_proc = self.spawn([self.daemon_bin, "--config", self.config], log=log, env=env)
         threading.Thread(target=self.follow, args=(log,), daemon=True).start()
         deadline = time.monotonic() + 20
-        while not os.path.exists(os.path.join(self.dir, "run", "control")):
+        while not os.path.exists(os.path.join(self.run_dir, "control")):
             if time.monotonic() > deadline or self.daemon_proc.poll() is not None:
                 raise RuntimeError("modelkeeperd did not start:\n" + open(log).read())
             time.sleep(0.05)
@@ -375,6 +400,8 @@ def main():
         demo.cleanup()
         if not a.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+            if demo.run_tmpfs:
+                shutil.rmtree(demo.run_tmpfs, ignore_errors=True)
     sys.exit(rc)
 
 
