@@ -217,7 +217,8 @@ static void progress_file(Progress *p, const char *name, uint64_t done, uint64_t
                 p->finished += p->current_size;
                 free(p->current);
                 p->current = strdup(name);
-                p->current_size = vf ? vf->size : 0;
+                /* Out of memory: this file counts for nothing rather than twice. */
+                p->current_size = vf && p->current ? vf->size : 0;
         }
         part = total > 0 ? (uint64_t) ((double) p->current_size * ((double) done / (double) total)) : 0;
         progress_report(p, MIN(p->finished + MIN(part, p->current_size), p->total), p->total);

@@ -402,6 +402,9 @@ def main():
             shutil.rmtree(workdir, ignore_errors=True)
             if demo.run_tmpfs:
                 shutil.rmtree(demo.run_tmpfs, ignore_errors=True)
+        elif demo.run_tmpfs:
+            print(f"The runtime directory (plaintext on tmpfs) is kept in {demo.run_tmpfs} ({workdir}/run links "
+                  "to it); remove both when done.", file=sys.stderr)
     sys.exit(rc)
 
 
