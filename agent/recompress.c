@@ -349,6 +349,8 @@ typedef struct Ctx {
         QuantStats *stats;
         char **ret_error;
 
+        uint64_t progress_done, progress_total, progress_reported; /* input bytes, every pass */
+
         bool final_pass;      /* the writing pass (else a prune histogram pass) */
         Ring rin, rout;
         bool reader_running, writer_running;
@@ -757,6 +759,14 @@ static int run_pass(Ctx *c) {
                         if (r < 0)
                                 return r;
                         off += m;
+                        c->progress_done += m;
+                        if (c->in->progress &&
+                            (c->progress_done - c->progress_reported >= RECOMPRESS_PROGRESS_STEP ||
+                             c->progress_done == c->progress_total)) {
+                                c->in->progress(c->in->userdata, c->name, c->progress_done,
+                                                c->progress_total);
+                                c->progress_reported = c->progress_done;
+                        }
                 }
                 if (hist)
                         quant_prune_select_step(&c->select[i], t->dtype, c->hist);
@@ -880,6 +890,8 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
         if (r < 0)
                 goto finish;
         c.plan = plan;
+        if (MUL_OVERFLOW((uint64_t) plan->passes, h->data_size, &c.progress_total))
+                c.progress_total = UINT64_MAX;
 
         /* Blocks: RECOMPRESS_BLOCK_MAX, or one row where an int8 row is larger. */
         for (size_t i = 0; i < h->n_tensors; i++) {

@@ -54,8 +54,15 @@ typedef struct RecompressInput {
         int (*open)(void *userdata, const char *name, StreamReader *ret);
         /* Done with the reader returned by open() (also after a failure). */
         void (*close)(void *userdata, const char *name, StreamReader *r);
+        /* Optional: how far the conversion of file `name` has come, in bytes of its tensor data
+         * over every reading pass (total = passes × data size; prune reads more than once). Called
+         * from the calling thread, every RECOMPRESS_PROGRESS_STEP bytes and when the file is done;
+         * the callee rate-limits what it reports further. */
+        void (*progress)(void *userdata, const char *name, uint64_t done, uint64_t total);
         void *userdata;
 } RecompressInput;
+
+#define RECOMPRESS_PROGRESS_STEP (8 * MIB)
 
 typedef struct RecompressOutput {
         /* Create file `name` of the output model. */

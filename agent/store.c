@@ -5,7 +5,9 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 
 #include "fault.h"
@@ -202,6 +204,102 @@ int store_check_space(Store *s, uint64_t need, uint64_t reserve, char *reason, s
         if (ADD_OVERFLOW(need, reserve, &want) || want > avail) {
                 snprintf(reason, reason_size, "not enough free space: need %s plus a reserve of %s (storage.min_free), %s free",
                          format_bytes(a, need), format_bytes(b, reserve), format_bytes(c, avail));
+                return -ENOSPC;
+        }
+        return 0;
+}
+
+static const char *fs_type_name(uint32_t magic) {
+        switch (magic) {
+        case TMPFS_MAGIC:
+                return "tmpfs";
+        case RAMFS_MAGIC:
+                return "ramfs";
+        case EXT4_SUPER_MAGIC:
+                return "ext2/ext3/ext4";
+        case XFS_SUPER_MAGIC:
+                return "xfs";
+        case BTRFS_SUPER_MAGIC:
+                return "btrfs";
+        case F2FS_SUPER_MAGIC:
+                return "f2fs";
+        case OVERLAYFS_SUPER_MAGIC:
+                return "overlayfs";
+        case FUSE_SUPER_MAGIC:
+                return "fuse";
+        case NFS_SUPER_MAGIC:
+                return "nfs";
+        case CIFS_SUPER_MAGIC:
+        case SMB2_SUPER_MAGIC:
+                return "cifs/smb";
+        case V9FS_MAGIC:
+                return "9p";
+        case 0x2fc12fc1:
+                return "zfs";
+        default:
+                return NULL;
+        }
+}
+
+int store_plain_check(Store *s, uint64_t need, bool memory_only, const char *what, char *reason,
+                      size_t reason_size) {
+        char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX], c[FORMAT_BYTES_MAX], d[FORMAT_BYTES_MAX];
+        char e[FORMAT_BYTES_MAX], type[32];
+        uint64_t size, avail, margin, want;
+        struct statvfs sv;
+        struct statfs sf;
+        uint32_t magic;
+
+        if (fstatfs(s->plain_fd, &sf) < 0 || fstatvfs(s->plain_fd, &sv) < 0) {
+                int r = -errno;
+                snprintf(reason, reason_size, "cannot inspect the file system of %s/plain: %s", s->runtime,
+                         strerror(-r));
+                return r;
+        }
+        /* f_type is a 32-bit magic number whatever the width of the field. */
+        magic = (uint32_t) sf.f_type;
+        if (fs_type_name(magic))
+                snprintf(type, sizeof(type), "%s", fs_type_name(magic));
+        else
+                snprintf(type, sizeof(type), "file system type 0x%08" PRIx32, magic);
+
+        /* Plaintext of a sealed version on a disk would undo the sealing: it would outlive the
+         * process, the boot and the disk's owner. Refuse rather than write a single byte there. */
+        if (memory_only && magic != TMPFS_MAGIC && magic != RAMFS_MAGIC) {
+                snprintf(reason, reason_size,
+                         "refusing to write the plaintext of %s to %s/plain: it is on %s, not on a "
+                         "memory-backed file system (tmpfs or ramfs); mount a tmpfs there or set "
+                         "daemon.runtime_directory to a directory on one",
+                         what, s->runtime, type);
+                return -EMEDIUMTYPE;
+        }
+
+        size = (uint64_t) sv.f_blocks * (uint64_t) sv.f_frsize;
+        avail = (uint64_t) sv.f_bavail * (uint64_t) sv.f_frsize;
+#if ENABLE_FAULT_INJECTION
+        {
+                /* Tests pretend a small tmpfs without mounting one. */
+                const char *env = getenv("MODELKEEPER_TEST_PLAIN_FREE_BYTES");
+                if (env && parse_size(env, &avail) >= 0)
+                        size = avail;
+        }
+#endif
+        /* ramfs, and a tmpfs mounted with size=0, have no limit to check against (statvfs reports
+         * no blocks): there the memory itself is the limit, which only the kernel knows. */
+        if (size == 0)
+                return 0;
+        /* The runtime directory usually shares /run (20% of RAM under systemd) with every other
+         * service: leave a twentieth of it (at least 16 MiB) free, plus 1/64 of the plaintext for
+         * what the file system spends beyond the bytes (pages, inodes). */
+        margin = MAX(size / 20, (uint64_t) 16 * MIB) + need / 64;
+        if (ADD_OVERFLOW(need, margin, &want))
+                want = UINT64_MAX;
+        if (want > avail) {
+                snprintf(reason, reason_size,
+                         "not enough memory-backed space in %s for the plaintext of %s: need %s (%s plus a "
+                         "margin of %s), have %s (free on the %s of %s)",
+                         s->runtime, what, format_bytes(a, want), format_bytes(b, need),
+                         format_bytes(c, margin), format_bytes(d, avail), type, format_bytes(e, size));
                 return -ENOSPC;
         }
         return 0;

@@ -60,6 +60,14 @@ int store_free_space(Store *s, uint64_t *ret);
 /* -ENOSPC with a reason when need + reserve bytes are not free. */
 int store_check_space(Store *s, uint64_t need, uint64_t reserve, char *reason, size_t reason_size);
 
+/* Before writing need bytes of plaintext under $RUNTIME/plain (what: "version 3", for the reason):
+ * with memory_only, -EMEDIUMTYPE unless that is a tmpfs or ramfs (plaintext of sealed weights
+ * never touches a disk); -ENOSPC unless need bytes plus a margin are free there (1/64 of need,
+ * plus the larger of 16 MiB and 1/20 of the file system: /run is shared with every other service). Test
+ * builds honour $MODELKEEPER_TEST_PLAIN_FREE_BYTES (an empty file system of that size). */
+int store_plain_check(Store *s, uint64_t need, bool memory_only, const char *what, char *reason,
+                      size_t reason_size);
+
 /* staging/<name>/files/, created fresh (an old one is removed first) or reused (resume). */
 int store_staging_open(Store *s, const char *name, bool fresh, int *ret_dirfd, int *ret_files_fd);
 int store_staging_remove(Store *s, const char *name);

@@ -12,7 +12,9 @@
  *               OPENSSL_cleanse), and is never logged or put on a command line.
  */
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <openssl/evp.h>
@@ -215,18 +217,178 @@ int agent_seal_hook(Agent *a, const InstallSealHook **ret) {
 
 /* --- plaintext for the model server ------------------------------------------------------- */
 
-static bool plain_complete(Store *s, const VersionMeta *meta) {
+/*
+ * Kept plaintext (storage.keep_previous_plain, or a re-run activation) is reused only when it is
+ * exactly the version: the directory holds the files of meta.json and nothing else, each a regular
+ * file of the recorded size and SHA-256. The model server will load whatever is there, and a
+ * directory on tmpfs is writable by our user: a size alone would let a changed or replaced file
+ * through. Hashing is cheaper than decrypting again (which hashes too, and decrypts and writes on
+ * top), and it is done on every core for a sharded model: files are independent.
+ */
+#define PLAIN_HASH_THREADS_MAX 4
+#define PLAIN_HASH_PARALLEL_MIN (64 * MIB)
+
+typedef struct PlainCheck {
+        pthread_mutex_t lock;
+        int dfd;
+        const VersionMeta *meta;
+        size_t next;             /* the next file to hash */
+        const char *mismatch;    /* the first file found different, or NULL */
+        int error;               /* cancelled, out of memory */
+        uint64_t done;
+        StoreProgressFn progress;
+        void *userdata;
+} PlainCheck;
+
+/* 0 when the file's content has its recorded digest, 1 when not, < 0 on an error of ours. */
+static int plain_hash_one(PlainCheck *c, const VersionFile *vf, uint8_t *buf, size_t bufsize) {
+        _cleanup_close_ int fd = openat(c->dfd, vf->name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        EVP_MD_CTX *sha = NULL;
+        uint64_t size = 0, reported = 0;
+        unsigned len = 0;
+        struct stat st;
+        int r = 0;
+
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size != vf->size)
+                return 1;
+        (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        sha = EVP_MD_CTX_new();
+        if (!sha || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1)
+                r = -ENOMEM;
+        while (r == 0) {
+                ssize_t n = read(fd, buf, bufsize);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        r = n < 0 ? 1 : 0;
+                        break;
+                }
+                if (EVP_DigestUpdate(sha, buf, (size_t) n) != 1)
+                        r = -EIO;
+                size += (uint64_t) n;
+                if (agent_terminate)
+                        r = -ECANCELED;
+                /* Progress every 16 MiB; the callback rate-limits what it reports. */
+                if (size - reported >= 16 * MIB || r != 0) {
+                        pthread_mutex_lock(&c->lock);
+                        c->done += size - reported;
+                        if (c->progress)
+                                c->progress(c->userdata, "verify", c->done, c->meta->total_size);
+                        if (c->mismatch || c->error < 0)
+                                r = r ?: 1; /* another file decided already */
+                        pthread_mutex_unlock(&c->lock);
+                        reported = size;
+                }
+        }
+        if (r == 0 && (EVP_DigestFinal_ex(sha, digest, &len) != 1 || len != SHA256_DIGEST_SIZE))
+                r = -EIO;
+        EVP_MD_CTX_free(sha);
+        if (r != 0)
+                return r;
+        pthread_mutex_lock(&c->lock);
+        c->done += size - reported;
+        pthread_mutex_unlock(&c->lock);
+        return size == vf->size && memcmp(digest, vf->sha256, SHA256_DIGEST_SIZE) == 0 ? 0 : 1;
+}
+
+static void *plain_hash_worker(void *userdata) {
+        PlainCheck *c = userdata;
+        _cleanup_free_ uint8_t *buf = malloc(1 * MIB);
+
+        for (;;) {
+                const VersionFile *vf = NULL;
+                int r;
+
+                pthread_mutex_lock(&c->lock);
+                if (!buf && c->error == 0)
+                        c->error = -ENOMEM;
+                if (!c->mismatch && c->error == 0 && c->next < c->meta->n_files)
+                        vf = &c->meta->files[c->next++];
+                pthread_mutex_unlock(&c->lock);
+                if (!vf)
+                        return NULL;
+                r = plain_hash_one(c, vf, buf, 1 * MIB);
+                pthread_mutex_lock(&c->lock);
+                if (r < 0 && c->error == 0)
+                        c->error = r;
+                else if (r > 0 && !c->mismatch)
+                        c->mismatch = vf->name;
+                pthread_mutex_unlock(&c->lock);
+        }
+}
+
+/* 1 when $RUNTIME/plain/<model>/<id> holds exactly the version's plaintext, 0 when it is absent
+ * or differs (reason set), < 0 when checking failed (cancelled, out of resources). */
+static int plain_verify(Store *s, const VersionMeta *meta, StoreProgressFn progress, void *userdata,
+                        char *reason, size_t reason_size) {
         _cleanup_close_ int dfd = openat(s->plain_fd, meta->id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        PlainCheck c = {
+                .lock = PTHREAD_MUTEX_INITIALIZER,
+                .dfd = dfd,
+                .meta = meta,
+                .progress = progress,
+                .userdata = userdata,
+        };
+        pthread_t threads[PLAIN_HASH_THREADS_MAX - 1];
+        size_t n_threads = 0, want = 1, entries = 0;
+        struct dirent *de;
+        long cpus;
+        DIR *d;
+        int fd;
 
         if (dfd < 0)
-                return false;
+                return 0;
+        /* Cheap checks first: the names, types and sizes; then the bytes. */
+        fd = dup(dfd);
+        d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!d) {
+                safe_close(fd);
+                return -errno;
+        }
+        rewinddir(d); /* the dup shares its position with dfd */
+        while ((de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                entries++;
+                if (!version_meta_find_file(meta, de->d_name)) {
+                        snprintf(reason, reason_size, "it holds '%s', which is not a file of the version",
+                                 de->d_name);
+                        closedir(d);
+                        return 0;
+                }
+        }
+        closedir(d);
         for (size_t i = 0; i < meta->n_files; i++) {
                 struct stat st;
                 if (fstatat(dfd, meta->files[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-                    (uint64_t) st.st_size != meta->files[i].size)
-                        return false;
+                    (uint64_t) st.st_size != meta->files[i].size) {
+                        snprintf(reason, reason_size, "'%s' is missing or has another size or type",
+                                 meta->files[i].name);
+                        return 0;
+                }
         }
-        return true;
+        if (entries != meta->n_files) {
+                snprintf(reason, reason_size, "it does not hold the version's files");
+                return 0;
+        }
+
+        cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        if (meta->total_size >= PLAIN_HASH_PARALLEL_MIN && cpus > 1)
+                want = MIN(MIN((size_t) cpus, meta->n_files), (size_t) PLAIN_HASH_THREADS_MAX);
+        for (; n_threads + 1 < want; n_threads++)
+                if (pthread_create(&threads[n_threads], NULL, plain_hash_worker, &c) != 0)
+                        break; /* fewer threads, same result */
+        (void) plain_hash_worker(&c);
+        for (size_t i = 0; i < n_threads; i++)
+                (void) pthread_join(threads[i], NULL);
+        if (c.error < 0)
+                return c.error;
+        if (c.mismatch) {
+                snprintf(reason, reason_size, "'%s' does not match its recorded SHA-256", c.mismatch);
+                return 0;
+        }
+        return 1;
 }
 
 /* age's error classes → what the daemon makes of them: the file's fault (corrupt, tampered,
@@ -237,8 +399,9 @@ static int open_error(int r) {
 
 int agent_decrypt_version(Agent *a, Store *s, const VersionMeta *meta, StoreProgressFn progress, void *userdata) {
         _cleanup_(unsealer_freep) Unsealer *u = NULL;
-        _cleanup_free_ char *tmp = xasprintf(".%s.tmp", meta->id);
+        _cleanup_free_ char *tmp = xasprintf(".%s.tmp", meta->id), *what = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
+        char reason[512] = "";
         _cleanup_close_ int dfd = -EBADF;
         const size_t bufsize = 1024 * 1024;
         uint64_t done = 0;
@@ -246,16 +409,39 @@ int agent_decrypt_version(Agent *a, Store *s, const VersionMeta *meta, StoreProg
 
         if (!tmp)
                 return -ENOMEM;
-        /* Already there (the previous version kept decrypted for an instant rollback). */
-        if (plain_complete(s, meta))
+        /* Already there (the previous version kept decrypted for a quick rollback, or an
+         * activation run again): reused only when every file has its recorded digest. */
+        r = plain_verify(s, meta, progress, userdata, reason, sizeof(reason));
+        if (r < 0)
+                return agent_result_error(a, r, "version %s: cannot check its plaintext: %s", meta->id,
+                                          strerror(-r));
+        if (r > 0)
                 return 0;
+        if (reason[0]) {
+                _cleanup_free_ char *current = NULL;
+
+                log_warning("The plaintext of version %s in %s/plain/%s is not the version's (%s); "
+                            "decrypting it again.",
+                            meta->id, s->runtime, s->model, reason);
+                /* Not served (a rollback's target): out of the way now, so that its room counts as
+                 * free below. What serves is replaced only once its successor is complete. */
+                if (store_read_link(s->dirfd, "current", &current) < 0 || !streq(current, meta->id))
+                        (void) rm_rf_at(s->plain_fd, meta->id);
+        }
+        /* Before the first byte: only on a memory-backed file system, and only when it fits. */
+        what = xasprintf("version %s", meta->id);
+        if (!what)
+                return -ENOMEM;
+        (void) rm_rf_at(s->plain_fd, tmp);
+        r = store_plain_check(s, meta->total_size, true, what, reason, sizeof(reason));
+        if (r < 0)
+                return agent_result_error(a, r, "%s", reason);
         r = unsealer_new(a, s, meta, &u);
         if (r < 0)
                 return r;
         buf = malloc(bufsize);
         if (!buf)
                 return -ENOMEM;
-        (void) rm_rf_at(s->plain_fd, tmp);
         if (mkdirat(s->plain_fd, tmp, 0750) < 0)
                 return agent_result_error(a, -errno, "cannot create the plaintext directory: %m");
         dfd = openat(s->plain_fd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -10,7 +10,12 @@
  * its output is then installed like an import.
  *
  * meta.json records parent, profile, parameters, tool and version, and the error statistics of
- * every tensor (max abs error, relative RMSE).
+ * every tensor (max abs error, relative RMSE); for exec the tool is the compressor (argv[0]) and
+ * there are no statistics.
+ *
+ * Progress: bytes of the parent's weights converted (built-in methods, every pass of prune
+ * counted), or the compressor's input prepared, then the bytes it has written (no total: only it
+ * knows), then its output installed; at most ten messages a second.
  */
 
 #include <dirent.h>
@@ -173,12 +178,70 @@ static int read_small(Unsealer *u, const char *name, size_t max, char **ret, siz
         return 0;
 }
 
+/* --- progress ----------------------------------------------------------------------------- */
+
+static uint64_t now_mono(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Progress of a whole job in bytes of the parent's plaintext: what the files done so far weigh,
+ * plus the part of the current one. At most ten messages a second, and always the last. */
+typedef struct Progress {
+        Agent *agent;
+        const VersionMeta *parent;
+        const char *phase;
+        uint64_t total;
+        uint64_t finished;       /* bytes of the files completed */
+        char *current;           /* the file in progress */
+        uint64_t current_size;
+        uint64_t last;
+} Progress;
+
+static void progress_report(Progress *p, uint64_t done, uint64_t total) {
+        uint64_t n = now_mono();
+
+        if (done < total && n - p->last < 100 * USEC_PER_MSEC)
+                return;
+        p->last = n;
+        agent_progress(p->agent, p->phase, done, total);
+}
+
+/* RecompressInput.progress: file `name` is done/total of the way (over every pass). */
+static void progress_file(Progress *p, const char *name, uint64_t done, uint64_t total) {
+        uint64_t part;
+
+        if (!streq_ptr(p->current, name)) {
+                const VersionFile *vf = version_meta_find_file(p->parent, name);
+                p->finished += p->current_size;
+                free(p->current);
+                p->current = strdup(name);
+                /* Out of memory: this file counts for nothing rather than twice. */
+                p->current_size = vf && p->current ? vf->size : 0;
+        }
+        part = total > 0 ? (uint64_t) ((double) p->current_size * ((double) done / (double) total)) : 0;
+        progress_report(p, MIN(p->finished + MIN(part, p->current_size), p->total), p->total);
+}
+
+typedef struct Input {
+        Unsealer *unsealer;
+        Progress *progress;
+} Input;
+
+static void input_progress(void *userdata, const char *name, uint64_t done, uint64_t total) {
+        Input *in = userdata;
+        progress_file(in->progress, name, done, total);
+}
+
 static int input_open(void *userdata, const char *name, StreamReader *ret) {
-        return unsealer_open(userdata, name, ret);
+        Input *in = userdata;
+        return unsealer_open(in->unsealer, name, ret);
 }
 
 static void input_close(void *userdata, const char *name, StreamReader *r) {
-        unsealer_close(userdata, name, r);
+        Input *in = userdata;
+        unsealer_close(in->unsealer, name, r);
 }
 
 /* --- exec: an external compressor --------------------------------------------------------- */
@@ -222,11 +285,33 @@ static char **exec_argv(char *const *command, const char *input, const char *out
         return TAKE_PTR(argv);
 }
 
-static int run_compressor(Agent *a, const RecompressProfile *p, const char *input, const char *output, char *reason,
-                          size_t reason_size) {
+/* Bytes in the regular files of a directory (the compressor's output so far). */
+static uint64_t dir_bytes(int dirfd) {
+        struct dirent *de;
+        uint64_t n = 0;
+        int fd = dup(dirfd);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+        if (!d) {
+                safe_close(fd);
+                return 0;
+        }
+        /* A dup shares the directory's position with dirfd: start from the top, and leave it there. */
+        rewinddir(d);
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode))
+                        n += (uint64_t) st.st_size;
+        }
+        closedir(d);
+        return n;
+}
+
+static int run_compressor(Agent *a, const RecompressProfile *p, const char *input, const char *output,
+                          int out_fd, char *reason, size_t reason_size) {
         _cleanup_(strv_freep) char **argv = exec_argv(p->command, input, output);
-        uint64_t deadline;
-        struct timespec ts;
+        char t[FORMAT_DURATION_MAX];
+        uint64_t start, last = 0;
         pid_t pid;
         int status = 0;
 
@@ -239,41 +324,59 @@ static int run_compressor(Agent *a, const RecompressProfile *p, const char *inpu
                 struct rlimit rl;
 
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (p->memory_max > 0) {
-                        rl = (struct rlimit){p->memory_max, p->memory_max};
-                        (void) setrlimit(RLIMIT_AS, &rl);
-                }
-                /* No network for the compressor, whatever the kernel (seccomp: no AF_INET/INET6). */
-                if (netdeny_apply() < 0)
-                        _exit(126);
                 (void) setenv("MODEL", a->model_name, 1);
                 (void) close_range(3, ~0U, 0);
+                /* No network for the compressor, whatever the kernel (seccomp: no socket(2) of any
+                 * family, no io_uring; see netdeny.c). */
+                if (netdeny_apply() < 0)
+                        _exit(126);
+                /* The memory limit last, right before execv(): nothing of ours allocates under it
+                 * (an agent built with ASan reserves terabytes of address space). */
+                if (p->memory_max > 0) {
+                        rl = (struct rlimit){p->memory_max, p->memory_max};
+                        if (setrlimit(RLIMIT_AS, &rl) < 0)
+                                _exit(125);
+                }
                 execv(argv[0], argv);
-                fprintf(stderr, "Failed to execute %s: %m\n", argv[0]);
+                dprintf(STDERR_FILENO, "Failed to execute %s: %m\n", argv[0]);
                 _exit(127);
         }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        deadline = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000 + p->timeout;
+        start = now_mono();
         for (;;) {
                 pid_t k = waitpid(pid, &status, WNOHANG);
+                uint64_t n;
+
                 if (k == pid)
                         break;
                 if (k < 0 && errno != EINTR)
                         return -errno;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                if (agent_terminate || (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000 > deadline) {
+                n = now_mono();
+                if (agent_terminate || n - start > p->timeout) {
                         (void) kill(pid, SIGKILL);
                         (void) waitpid(pid, &status, 0);
-                        snprintf(reason, reason_size, "%s %s", argv[0],
-                                 agent_terminate ? "cancelled" : "exceeded the profile's timeout");
+                        if (agent_terminate)
+                                snprintf(reason, reason_size, "%s cancelled", argv[0]);
+                        else
+                                snprintf(reason, reason_size,
+                                         "%s exceeded the profile's timeout (%s) and was killed", argv[0],
+                                         format_duration(t, p->timeout));
                         return agent_terminate ? -ECANCELED : -ETIMEDOUT;
+                }
+                /* Its progress, as far as we can see it: what it has written (once a second). */
+                if (n - last >= USEC_PER_SEC) {
+                        agent_progress(a, "compress", dir_bytes(out_fd), 0);
+                        last = n;
                 }
                 (void) usleep(50 * 1000);
         }
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
                 return 0;
         if (WIFEXITED(status))
-                snprintf(reason, reason_size, "%s exited with status %d", argv[0], WEXITSTATUS(status));
+                snprintf(reason, reason_size, "%s exited with status %d%s", argv[0], WEXITSTATUS(status),
+                         WEXITSTATUS(status) == 125   ? " (cannot set the memory limit)"
+                         : WEXITSTATUS(status) == 126 ? " (cannot apply the network filter)"
+                         : WEXITSTATUS(status) == 127 ? " (cannot execute it)"
+                                                      : "");
         else
                 snprintf(reason, reason_size, "%s was killed by signal %d%s", argv[0], WTERMSIG(status),
                          WTERMSIG(status) == SIGKILL || WTERMSIG(status) == SIGSEGV ? " (memory limit?)" : "");
@@ -281,9 +384,11 @@ static int run_compressor(Agent *a, const RecompressProfile *p, const char *inpu
 }
 
 /* The output directory of the compressor: regular files only, installed like an import. */
-static int install_exec_output(Output *o, int out_dirfd, char *reason, size_t reason_size) {
+static int install_exec_output(Output *o, int out_dirfd, Progress *progress, char *reason,
+                               size_t reason_size) {
         _cleanup_(strv_freep) char **names = NULL;
         struct dirent *de;
+        uint64_t total = 0, done = 0;
         DIR *d;
         int fd, r = 0;
 
@@ -293,6 +398,7 @@ static int install_exec_output(Output *o, int out_dirfd, char *reason, size_t re
                 safe_close(fd);
                 return -errno;
         }
+        rewinddir(d); /* shared position with out_dirfd, which dir_bytes() read to the end */
         while ((de = readdir(d))) {
                 struct stat st;
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
@@ -303,6 +409,7 @@ static int install_exec_output(Output *o, int out_dirfd, char *reason, size_t re
                         closedir(d);
                         return -EPERM;
                 }
+                total += (uint64_t) st.st_size;
                 if (strv_extend(&names, de->d_name) < 0) {
                         closedir(d);
                         return -ENOMEM;
@@ -313,6 +420,7 @@ static int install_exec_output(Output *o, int out_dirfd, char *reason, size_t re
                 snprintf(reason, reason_size, "the compressor wrote no files");
                 return -ENODATA;
         }
+        progress->phase = "install";
         STRV_FOREACH(n, names) {
                 _cleanup_close_ int in = openat(out_dirfd, *n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
                 StreamReader rd = STREAM_READER_FD(in);
@@ -324,25 +432,38 @@ static int install_exec_output(Output *o, int out_dirfd, char *reason, size_t re
                         snprintf(reason, reason_size, "cannot install '%s': %s", *n, strerror(-r));
                         return r;
                 }
+                done += o->meta->files[o->meta->n_files - 1].size;
+                progress_report(progress, MIN(done, total), total);
         }
         return 0;
 }
 
 static int recompress_exec(Agent *a, Output *o, Unsealer *u, const VersionMeta *parent, const RecompressProfile *p,
-                           const char *id, char *reason, size_t reason_size) {
+                           const char *id, Progress *progress, char *reason, size_t reason_size) {
         _cleanup_free_ char *in_name = xasprintf(".recompress-%s-in", id), *out_name = xasprintf(".recompress-%s-out", id);
         _cleanup_free_ char *in_path = NULL, *out_path = NULL;
+        _cleanup_free_ char *what = xasprintf("version %s for the compressor", parent->id);
         _cleanup_close_ int in_fd = -EBADF, out_fd = -EBADF;
+        uint64_t done = 0;
         int r;
 
-        if (!in_name || !out_name)
+        if (!in_name || !out_name || !what)
                 return -ENOMEM;
-        /* The compressor reads plaintext: it lives on tmpfs (the model's plain/ directory), never on
-         * the disk, and is removed afterwards. */
+        /* The compressor reads plaintext: it lives in the model's plain/ directory, on tmpfs, and is
+         * removed afterwards. Where that plaintext is sealed at rest (the parent, or the result
+         * to be), it must not reach a disk; and it must fit in any case (its output comes on top:
+         * a compressor that runs out of room fails with its own error). */
         (void) rm_rf_at(o->store->plain_fd, in_name);
         (void) rm_rf_at(o->store->plain_fd, out_name);
-        if (mkdirat(o->store->plain_fd, in_name, 0700) < 0 || mkdirat(o->store->plain_fd, out_name, 0700) < 0)
-                return -errno;
+        r = store_plain_check(o->store, parent->total_size, parent->sealed || o->seal, what, reason,
+                              reason_size);
+        if (r < 0)
+                return r;
+        if (mkdirat(o->store->plain_fd, in_name, 0700) < 0 ||
+            mkdirat(o->store->plain_fd, out_name, 0700) < 0) {
+                r = -errno;
+                goto out;
+        }
         in_fd = openat(o->store->plain_fd, in_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         out_fd = openat(o->store->plain_fd, out_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         in_path = xasprintf("%s/plain/%s/%s", o->store->runtime, o->store->model, in_name);
@@ -351,6 +472,7 @@ static int recompress_exec(Agent *a, Output *o, Unsealer *u, const VersionMeta *
                 r = -errno ?: -ENOMEM;
                 goto out;
         }
+        progress->phase = "input";
         for (size_t i = 0; i < parent->n_files; i++) {
                 const char *n = parent->files[i].name;
                 StreamReader rd;
@@ -364,9 +486,16 @@ static int recompress_exec(Agent *a, Output *o, Unsealer *u, const VersionMeta *
                 if (r >= 0) {
                         _cleanup_free_ uint8_t *buf = malloc(1024 * 1024);
                         ssize_t k = 0;
-                        while (buf && (k = stream_read(&rd, buf, 1024 * 1024)) > 0)
+                        while (buf && (k = stream_read(&rd, buf, 1024 * 1024)) > 0) {
                                 if ((r = loop_write(fd, buf, (size_t) k)) < 0)
                                         break;
+                                done += (uint64_t) k;
+                                progress_report(progress, MIN(done, parent->total_size), parent->total_size);
+                                if (agent_terminate) {
+                                        r = -ECANCELED;
+                                        break;
+                                }
+                        }
                         if (!buf)
                                 r = -ENOMEM;
                         else if (k < 0)
@@ -379,10 +508,10 @@ static int recompress_exec(Agent *a, Output *o, Unsealer *u, const VersionMeta *
                 }
         }
         agent_progress(a, "compress", 0, 0);
-        r = run_compressor(a, p, in_path, out_path, reason, reason_size);
+        r = run_compressor(a, p, in_path, out_path, out_fd, reason, reason_size);
         if (r < 0)
                 goto out;
-        r = install_exec_output(o, out_fd, reason, reason_size);
+        r = install_exec_output(o, out_fd, progress, reason, reason_size);
 out:
         (void) rm_rf_at(o->store->plain_fd, in_name);
         (void) rm_rf_at(o->store->plain_fd, out_name);
@@ -395,13 +524,14 @@ int verb_recompress(Agent *a) {
         _cleanup_(store_freep) Store *s = NULL;
         _cleanup_(version_meta_freep) VersionMeta *parent = NULL, *meta = NULL;
         _cleanup_(unsealer_freep) Unsealer *u = NULL;
-        _cleanup_free_ char *id = NULL, *staging = NULL, *error = NULL;
+        _cleanup_free_ char *id = NULL, *staging = NULL, *error = NULL, *tool = NULL;
         _cleanup_close_ int sdfd = -EBADF, files_fd = -EBADF;
         const InstallSealHook *seal = NULL;
         const RecompressProfile *p;
         const char *profile, *from = NULL;
         json_t *stats = json_object(), *files_stats = json_object();
         char reason[1024] = "";
+        Progress progress = {.agent = a, .phase = "compress"};
         Output o = {};
         int r;
 
@@ -494,28 +624,40 @@ int verb_recompress(Agent *a) {
         meta->sealed = seal != NULL;
         o = (Output){.agent = a, .store = s, .files_fd = files_fd, .seal = seal, .meta = meta};
 
+        progress.parent = parent;
         if (p->method == METHOD_EXEC) {
-                r = recompress_exec(a, &o, u, parent, p, id, reason, sizeof(reason));
+                progress.total = parent->total_size;
+                r = recompress_exec(a, &o, u, parent, p, id, &progress, reason, sizeof(reason));
                 if (r < 0) {
                         r = agent_result_error(a, r, "%s", reason[0] ? reason : strerror(-r));
                         goto fail_json;
                 }
         } else {
-                RecompressInput in = {.open = input_open, .close = input_close, .userdata = u};
+                Input input = {.unsealer = u, .progress = &progress};
+                RecompressInput in = {
+                        .open = input_open,
+                        .close = input_close,
+                        .progress = input_progress,
+                        .userdata = &input,
+                };
                 RecompressOutput out = {.open = output_open, .close = output_close, .userdata = &o};
                 const char *index = NULL;
                 bool any = false;
 
-                for (size_t i = 0; i < parent->n_files; i++)
+                /* Progress in bytes of the weights read: every .safetensors file (the shards of
+                 * an index among them). */
+                for (size_t i = 0; i < parent->n_files; i++) {
                         if (endswith(parent->files[i].name, ".safetensors.index.json"))
                                 index = parent->files[i].name;
+                        if (endswith(parent->files[i].name, ".safetensors"))
+                                progress.total += parent->files[i].size;
+                }
                 for (size_t i = 0; i < parent->n_files; i++) {
                         const char *n = parent->files[i].name;
                         json_t *st = NULL;
 
                         if (index ? !streq(n, index) : !endswith(n, ".safetensors"))
                                 continue;
-                        agent_progress(a, "compress", i, parent->n_files);
                         r = recompress_model(p, &in, &out, n, &st, &error);
                         if (r < 0) {
                                 r = agent_result_error(a, r, "%s: %s", n, strna(error));
@@ -570,10 +712,19 @@ int verb_recompress(Agent *a) {
         }
 
         meta->installed = now_realtime_usec();
-        meta->extra = json_pack("{s:s, s:s, s:s, s:O?, s:o}", "tool", "modelkeeper-agent " PACKAGE_VERSION, "method",
-                                recompress_method_to_string(p->method), "parent", from, "skip",
-                                NULL, "statistics", files_stats);
-        files_stats = NULL;
+        /* The tool that made the weights: ours for the built-in methods, with the statistics it
+         * measured; for exec the external compressor (argv[0]; the whole command is recorded
+         * too), which reports no statistics we could vouch for — so none are recorded. */
+        tool = strdup(p->method == METHOD_EXEC ? p->command[0] : "modelkeeper-agent " PACKAGE_VERSION);
+        meta->extra = tool ? json_pack("{s:s, s:s, s:s}", "tool", tool, "method",
+                                       recompress_method_to_string(p->method), "parent", from)
+                           : NULL;
+        if (!meta->extra) {
+                r = -ENOMEM;
+                goto fail_json;
+        }
+        if (p->method != METHOD_EXEC)
+                json_object_set_new(meta->extra, "statistics", TAKE_PTR(files_stats));
         if (p->skip) {
                 json_t *skip = json_array();
                 STRV_FOREACH(g, p->skip)
@@ -582,7 +733,7 @@ int verb_recompress(Agent *a) {
         }
         if (p->method == METHOD_PRUNE)
                 json_object_set_new(meta->extra, "sparsity", json_real(p->sparsity));
-        if (p->method == METHOD_EXEC && p->command) {
+        if (p->method == METHOD_EXEC) {
                 json_t *cmd = json_array();
                 STRV_FOREACH(c, p->command)
                         json_array_append_new(cmd, json_string(*c));
@@ -597,14 +748,20 @@ int verb_recompress(Agent *a) {
         json_object_set_new(stats, "parent", json_string(from));
         json_object_set_new(stats, "total_size", json_integer((json_int_t) meta->total_size));
         json_object_set_new(stats, "parent_size", json_integer((json_int_t) parent->total_size));
-        json_object_set(stats, "statistics", json_object_get(meta->extra, "statistics"));
+        json_object_set_new(stats, "method", json_string(recompress_method_to_string(p->method)));
+        json_object_set_new(stats, "tool", json_string(tool));
+        if (json_object_get(meta->extra, "statistics"))
+                json_object_set(stats, "statistics", json_object_get(meta->extra, "statistics"));
         strv_free(o.written);
+        free(progress.current);
+        json_decref(files_stats); /* exec: none */
         return agent_result_ok(a, stats);
 
 fail_json:
         if (o.open)
                 install_file_done(&o.current);
         strv_free(o.written);
+        free(progress.current);
         if (staging && s)
                 (void) store_staging_remove(s, staging);
         json_decref(stats);

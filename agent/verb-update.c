@@ -16,6 +16,11 @@
  *   5. every digest equal to the signed one, then the store's commit (release.json kept).
  * The blobs are fetched by the digests of the document verified in step 2 — a document replaced
  * on the server meanwhile changes nothing (what was verified is what is installed).
+ *
+ * A refusal names the failed check and, once the signatures have verified, the keys that signed
+ * and the version (refuse()); it removes what the job put in staging. A transport failure or a
+ * cancellation keeps staging/fetch-<version>/ for the next attempt to resume. Without a readable
+ * machine id the host is in no partial rollout (RELEASE-FORMAT.md §7).
  */
 
 #include <fcntl.h>
@@ -31,6 +36,7 @@
 #include "keys.h"
 #include "log.h"
 #include "parse-util.h"
+#include "reason.h"
 #include "release.h"
 #include "root.h"
 #include "store.h"
@@ -86,21 +92,65 @@ static int parse_update_args(Agent *a, UpdateArgs *u) {
         return 0;
 }
 
-/* A failure that is a refusal of the release (not a transport or local problem) is reported with
- * "refused": true so the daemon logs it as such (MK_MESSAGE_RELEASE_REFUSED). */
-static int refuse(Agent *a, int error, char **keyids, const char *fmt, ...) _printf_(4, 5);
-static int refuse(Agent *a, int error, char **keyids, const char *fmt, ...) {
-        char reason[1024];
-        json_t *data, *ids;
-        va_list ap;
+/* What a refusal names besides the check that failed (issue 4): the trusted keys whose signatures
+ * verified (NULL while the signature check has not passed), how many the trust root requires, and
+ * the release's version once the statement parsed. */
+typedef struct Refusal {
+        char **keyids;
+        unsigned threshold;
+        uint64_t version; /* 0: not known (versions start at 1) */
+} Refusal;
 
-        va_start(ap, fmt);
-        vsnprintf(reason, sizeof(reason), fmt, ap);
-        va_end(ap);
-        ids = json_array();
+#define REFUSAL_KEYIDS_SHOWN 4
+
+static json_t *keyids_json(char **keyids) {
+        json_t *ids = json_array();
+
         STRV_FOREACH(k, keyids)
                 json_array_append_new(ids, json_string(*k));
-        data = json_pack("{s:b, s:o}", "refused", 1, "keyids", ids);
+        return ids;
+}
+
+/* A failure that is a refusal of the release (not a transport or local problem) is reported with
+ * "refused": true so the daemon logs it as such (MK_MESSAGE_RELEASE_REFUSED), with "keyids" (the
+ * keys that signed; [] before the signatures verified) and "version" (when known). The reason
+ * names the keys too:
+ *   "release expired at … (signed by keyid 233f…, 1 of 1 needed)" */
+static int refuse(Agent *a, int error, const Refusal *rf, const char *fmt, ...) _printf_(4, 5);
+static int refuse(Agent *a, int error, const Refusal *rf, const char *fmt, ...) {
+        char reason[REASON_MAX + 1], signers[REASON_MAX / 2] = "", version[32];
+        size_t n_keys = rf ? strv_length(rf->keyids) : 0, shown = 0, l = 0;
+        json_t *data;
+        va_list ap;
+
+        /* At most REFUSAL_KEYIDS_SHOWN ids of 64 characters: signers cannot overflow. */
+        if (n_keys > 0) {
+                l += (size_t) snprintf(signers + l, sizeof(signers) - l, " (signed by keyid%s",
+                                       n_keys == 1 ? "" : "s");
+                STRV_FOREACH(k, rf->keyids) {
+                        if (shown == REFUSAL_KEYIDS_SHOWN)
+                                break;
+                        l += (size_t) snprintf(signers + l, sizeof(signers) - l, "%s %s",
+                                               shown > 0 ? "," : "", *k);
+                        shown++;
+                }
+                if (shown < n_keys)
+                        l += (size_t) snprintf(signers + l, sizeof(signers) - l, " and %zu more",
+                                               n_keys - shown);
+                (void) snprintf(signers + l, sizeof(signers) - l, ", %zu of %u needed)", n_keys,
+                                rf->threshold);
+        }
+        /* The check's own text is what gets shortened when both do not fit, not the signers. */
+        va_start(ap, fmt);
+        (void) vsnprintf(reason, sizeof(reason) - strlen(signers), fmt, ap);
+        va_end(ap);
+        strcat(reason, signers);
+
+        data = json_pack("{s:b, s:o}", "refused", 1, "keyids", keyids_json(rf ? rf->keyids : NULL));
+        if (data && rf && rf->version > 0) {
+                (void) snprintf(version, sizeof(version), "%" PRIu64, rf->version);
+                json_object_set_new(data, "version", json_string(version));
+        }
         return agent_result_error_data(a, error, data, "%s", reason);
 }
 
@@ -110,21 +160,34 @@ static uint64_t now_mono(void) {
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
+static const char *machine_id_path(void) {
+#if ENABLE_FAULT_INJECTION
+        /* Tests pretend a host whose machine id is missing or different. */
+        const char *p = getenv("MODELKEEPER_TEST_MACHINE_ID_FILE");
+        if (p)
+                return p;
+#endif
+        return "/etc/machine-id";
+}
+
+/* -EBADMSG: not 32 lowercase hex characters (e.g. "uninitialized" early at first boot). */
 static int read_machine_id(char ret[static 33]) {
         _cleanup_free_ char *text = NULL;
+        char id[33];
         size_t n;
         int r;
 
-        r = read_full_file("/etc/machine-id", 64, &text, &n);
+        r = read_full_file(machine_id_path(), 64, &text, &n);
         if (r < 0)
                 return r;
         if (n < 32)
                 return -EBADMSG;
-        memcpy(ret, text, 32);
-        ret[32] = 0;
+        memcpy(id, text, 32);
+        id[32] = 0;
         for (int i = 0; i < 32; i++)
-                if (!((ret[i] >= '0' && ret[i] <= '9') || (ret[i] >= 'a' && ret[i] <= 'f')))
+                if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
                         return -EBADMSG;
+        memcpy(ret, id, sizeof(id));
         return 0;
 }
 
@@ -254,29 +317,55 @@ static int on_restart(void *userdata) {
         return install_file_truncate(((FileCtx *) userdata)->file);
 }
 
-/* Is the staging directory for this version the same release (resume) or a different one? */
-static int prepare_staging(Store *s, const char *name, const char *doc, size_t doc_size, int *ret_dirfd,
-                           int *ret_files_fd, bool *ret_resumed) {
-        _cleanup_close_ int dfd = -EBADF;
+/* Does staging/<name> hold a download of this very document (a resume), and how many of its
+ * bytes are there already? Only looks: the space check comes before anything is created. */
+static bool staging_peek(Store *s, const char *name, const char *doc, size_t doc_size, const Release *rel,
+                         uint64_t *ret_already) {
+        _cleanup_close_ int dfd = -EBADF, ffd = -EBADF;
         _cleanup_free_ char *old = NULL;
+        uint64_t already = 0;
         size_t n;
-        bool same = false;
-        int r;
 
         dfd = openat(s->staging_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (dfd >= 0 && read_full_file_at(dfd, "release.json", RELEASE_DOCUMENT_HARD_MAX, true, &old, &n) >= 0)
-                same = n == doc_size && memcmp(old, doc, n) == 0;
-        dfd = safe_close(dfd);
-        r = store_staging_open(s, name, !same, ret_dirfd, ret_files_fd);
+        if (dfd < 0 ||
+            read_full_file_at(dfd, "release.json", RELEASE_DOCUMENT_HARD_MAX, true, &old, &n) < 0 ||
+            n != doc_size || memcmp(old, doc, n) != 0)
+                return false;
+        ffd = openat(dfd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        for (size_t i = 0; ffd >= 0 && i < rel->n_files; i++) {
+                struct stat st;
+                if (fstatat(ffd, rel->files[i].name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode))
+                        already += MIN((uint64_t) st.st_size, rel->files[i].size);
+        }
+        *ret_already = already;
+        return true;
+}
+
+/* staging/<name>: reused when it holds this document (resume), else created afresh with it. */
+static int prepare_staging(Store *s, const char *name, const char *doc, size_t doc_size, bool resume,
+                           int *ret_dirfd, int *ret_files_fd) {
+        _cleanup_close_ int dfd = -EBADF, ffd = -EBADF;
+        int r;
+
+        r = store_staging_open(s, name, !resume, &dfd, &ffd);
         if (r < 0)
                 return r;
-        if (!same) {
-                r = write_file_atomic_at(*ret_dirfd, "release.json", doc, doc_size, 0640);
+        if (!resume) {
+                r = write_file_atomic_at(dfd, "release.json", doc, doc_size, 0640);
                 if (r < 0)
                         return r;
         }
-        *ret_resumed = same;
+        *ret_dirfd = TAKE_FD(dfd);
+        *ret_files_fd = TAKE_FD(ffd);
         return 0;
+}
+
+/* A refusal is permanent (the same document would be refused again): what this job put in
+ * staging goes. Transient failures and cancellations keep it, so that the download resumes. */
+static void discard_staging(Store *s, const char *name) {
+        int r = store_staging_remove(s, name);
+        if (r < 0)
+                log_warning_errno(r, "Cannot remove %s/staging/%s after a refusal: %m", s->path, name);
 }
 
 int verb_update(Agent *a) {
@@ -286,18 +375,20 @@ int verb_update(Agent *a) {
         _cleanup_(release_freep) Release *rel = NULL;
         _cleanup_(version_meta_freep) VersionMeta *meta = NULL;
         _cleanup_(strv_freep) char **keyids = NULL;
-        _cleanup_free_ char *reason = NULL, *doc_url = NULL, *doc = NULL, *rel_path = NULL, *staging = NULL;
+        _cleanup_free_ char *reason = NULL, *doc_url = NULL, *doc = NULL, *rel_path = NULL, *staging = NULL,
+                            *rollout_note = NULL;
         _cleanup_close_ int sdfd = -EBADF, files_fd = -EBADF;
         const InstallSealHook *seal = NULL; /* encryption at rest: bytes sealed as they stream in */
         char machine_id[33], id[32], space[512] = "";
         FetchOptions opts;
         UpdateArgs u = {};
         ReleaseVerdict verdict;
+        Refusal refusal = {};
         Progress prog = {.agent = a};
         uint64_t already = 0;
-        bool rotated = false, resumed = false, have_machine_id;
+        bool rotated = false, resumed = false;
         size_t doc_size;
-        int r;
+        int r, machine_id_error;
 
         r = parse_update_args(a, &u);
         if (r < 0)
@@ -337,14 +428,14 @@ int verb_update(Agent *a) {
         if (r < 0)
                 return agent_result_error(a, r, "fetching %s: %s", doc_url, strna(reason));
 
-        have_machine_id = read_machine_id(machine_id) >= 0;
+        machine_id_error = read_machine_id(machine_id);
         ReleaseExpect e = {
                 .model = a->model_name,
                 .channel = src->channel,
                 .high_water = u.high_water,
                 .high_water_content = u.content_id,
                 .now = now_realtime_usec(),
-                .machine_id = have_machine_id ? machine_id : NULL,
+                .machine_id = machine_id_error >= 0 ? machine_id : NULL,
                 .limits = RELEASE_LIMITS_DEFAULT,
         };
         e.limits.max_document_size = src->max_release_size;
@@ -352,20 +443,35 @@ int verb_update(Agent *a) {
         e.limits.max_total_size = MIN(src->max_total_size, a->model->storage.max_version_size);
         e.limits.max_files = MIN(src->max_files, a->model->storage.max_files);
         reason = mfree(reason);
-        r = release_check(doc, doc_size, root->trust, &e, &rel, &keyids, &reason);
+        r = release_check(doc, doc_size, root->trust, &e, &rel, &keyids, &refusal.version, &reason);
+        /* From here on, every refusal names the keys that signed (none if the signatures failed). */
+        refusal.keyids = keyids;
+        refusal.threshold = root->trust->threshold;
         if (r < 0)
-                return refuse(a, r, keyids, "%s", strna(reason));
+                return refuse(a, r, &refusal, "%s", strna(reason));
         verdict = (ReleaseVerdict) r;
         snprintf(id, sizeof(id), "%" PRIu64, rel->version);
 
-        json_t *ids = json_array();
-        STRV_FOREACH(k, keyids)
-                json_array_append_new(ids, json_string(*k));
-        if (verdict != RELEASE_VERDICT_NEW || u.check_only)
-                return agent_result_ok(a, json_pack("{s:s, s:s, s:s, s:s, s:o, s:I}", "verdict",
-                                                    release_verdict_to_string(verdict), "version", id, "content_id",
-                                                    rel->content_id, "label", rel->label, "keyids", ids, "total_size",
-                                                    (json_int_t) rel->total_size));
+        if (verdict == RELEASE_VERDICT_NOT_SELECTED && machine_id_error < 0) {
+                /* Not this host's bucket being outside the rollout: it has no bucket at all. The
+                 * daemon logs it (as a warning) with the verdict. */
+                rollout_note = xasprintf("cannot place this host in a partial rollout: %s %s: %s",
+                                         machine_id_path(),
+                                         machine_id_error == -EBADMSG ? "is not a machine id" : "unreadable",
+                                         machine_id_error == -EBADMSG ? "not 32 lowercase hex characters"
+                                                                      : strerror(-machine_id_error));
+                if (!rollout_note)
+                        return -ENOMEM;
+        }
+        if (verdict != RELEASE_VERDICT_NEW || u.check_only) {
+                json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I}", "verdict",
+                                         release_verdict_to_string(verdict), "version", id, "content_id",
+                                         rel->content_id, "label", rel->label, "keyids", keyids_json(keyids),
+                                         "total_size", (json_int_t) rel->total_size);
+                if (data && rollout_note)
+                        json_object_set_new(data, "reason", json_string(rollout_note));
+                return agent_result_ok(a, data);
+        }
 
         log_event(LOG_INFO, 0,
                   &(LogFields){.message_id = MK_MESSAGE_UPDATE_AVAILABLE, .model = a->model_name, .version = id,
@@ -375,57 +481,43 @@ int verb_update(Agent *a) {
 
         /* Already in the store (installed before a crash, not yet recorded by the daemon). */
         if (faccessat(s->versions_fd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-                return agent_result_ok(a, json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:b}", "verdict", "new", "version",
-                                                    id, "content_id", rel->content_id, "label", rel->label, "keyids",
-                                                    ids, "total_size", (json_int_t) rel->total_size, "installed", 1));
+                return agent_result_ok(a, json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:b}", "verdict", "new",
+                                                    "version", id, "content_id", rel->content_id, "label",
+                                                    rel->label, "keyids", keyids_json(keyids), "total_size",
+                                                    (json_int_t) rel->total_size, "installed", 1));
 
-        /* 3. Room for it. */
+        /* 3. Room for it, before staging is touched: a full disk is not a verdict on the release,
+         * and a partial download of this document already here stays (it resumes once there is
+         * room; its bytes are counted as present). */
         staging = xasprintf("fetch-%s", id);
-        if (!staging) {
-                json_decref(ids);
+        if (!staging)
                 return -ENOMEM;
-        }
-        r = prepare_staging(s, staging, doc, doc_size, &sdfd, &files_fd, &resumed);
-        if (r < 0) {
-                json_decref(ids);
-                return agent_result_error(a, r, "cannot prepare staging: %m");
-        }
-        if (resumed)
-                for (size_t i = 0; i < rel->n_files; i++) {
-                        struct stat st;
-                        if (fstatat(files_fd, rel->files[i].name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode))
-                                already += MIN((uint64_t) st.st_size, rel->files[i].size);
-                }
+        resumed = staging_peek(s, staging, doc, doc_size, rel, &already);
         r = store_check_space(s, rel->total_size - MIN(already, rel->total_size) + rel->total_size / 4096,
                               a->model->storage.min_free, space, sizeof(space));
-        if (r < 0) {
-                json_decref(ids);
-                return refuse(a, r, NULL, "%s", space);
-        }
+        if (r < 0)
+                return refuse(a, r, &refusal, "%s", space);
+        r = prepare_staging(s, staging, doc, doc_size, resumed, &sdfd, &files_fd);
+        if (r < 0)
+                return agent_result_error(a, r, "cannot prepare staging: %m");
 
         if (a->model->storage.encrypt) {
                 r = agent_seal_hook(a, &seal);
-                if (r < 0) {
-                        json_decref(ids);
+                if (r < 0)
                         return r;
-                }
         }
 
         meta = calloc(1, sizeof(VersionMeta));
-        if (!meta || !(meta->files = calloc(rel->n_files, sizeof(VersionFile)))) {
-                json_decref(ids);
+        if (!meta || !(meta->files = calloc(rel->n_files, sizeof(VersionFile))))
                 return -ENOMEM;
-        }
         meta->model = strdup(a->model_name);
         meta->id = strdup(id);
         meta->origin = strdup("release");
         meta->channel = strdup(src->channel);
         meta->label = *rel->label ? strdup(rel->label) : NULL;
         meta->sealed = seal != NULL;
-        if (!meta->model || !meta->id || !meta->origin || !meta->channel) {
-                json_decref(ids);
+        if (!meta->model || !meta->id || !meta->origin || !meta->channel)
                 return -ENOMEM;
-        }
 
         log_event(LOG_INFO, 0,
                   &(LogFields){.message_id = MK_MESSAGE_DOWNLOAD, .model = a->model_name, .version = id,
@@ -445,14 +537,13 @@ int verb_update(Agent *a) {
 
                 r = fetch_join_url(src->url, rf->url, &url);
                 if (r < 0) {
-                        json_decref(ids);
-                        return refuse(a, r, NULL, "file '%s': URL '%s' leaves the repository", rf->name, rf->url);
+                        discard_staging(s, staging);
+                        return refuse(a, r, &refusal, "file '%s': URL '%s' leaves the repository", rf->name,
+                                      rf->url);
                 }
                 r = install_file_open_resume(&f, files_fd, rf->name, rf->size, seal, &offset);
-                if (r < 0) {
-                        json_decref(ids);
+                if (r < 0)
                         return agent_result_error(a, r, "cannot create '%s' in staging: %m", rf->name);
-                }
                 FileCtx ctx = {.progress = &prog, .file = &f};
                 FetchCallbacks cb = {.restart = on_restart, .progress = on_progress, .userdata = &ctx};
                 if (offset > rf->size) {
@@ -467,37 +558,37 @@ int verb_update(Agent *a) {
                 install_file_done(&f);
                 prog.base += rf->size;
                 agent_progress(a, "download", prog.base, prog.total);
-                if (r == -ECANCELED || agent_terminate) {
-                        json_decref(ids);
+                if (r == -ECANCELED || agent_terminate)
                         return agent_result_error(a, -ECANCELED, "download of version %s interrupted; it resumes next time",
                                                   id);
-                }
                 if (r == -EFBIG) {
-                        json_decref(ids);
-                        (void) unlinkat(files_fd, rf->name, 0);
-                        return refuse(a, r, NULL, "file '%s': more data than its signed size of %" PRIu64 " bytes",
+                        discard_staging(s, staging);
+                        return refuse(a, r, &refusal,
+                                      "file '%s': more data than its signed size of %" PRIu64 " bytes",
                                       rf->name, rf->size);
                 }
-                if (r < 0) {
-                        json_decref(ids);
-                        return agent_result_error(a, r, "downloading '%s' of version %s: %s", rf->name, id,
-                                                  why ?: strerror(-r));
-                }
+                if (r < 0)
+                        return agent_result_error(a, r, "downloading '%s' of version %s: %s", rf->name,
+                                                  id, why ?: strerror(-r));
                 /* 5. The signed digest, before anything is committed. */
-                if (memcmp(digest, rf->sha256, SHA256_DIGEST_SIZE) != 0 || meta->files[i].size != rf->size) {
+                if (meta->files[i].size != rf->size) {
+                        discard_staging(s, staging);
+                        return refuse(a, -EBADMSG, &refusal,
+                                      "file '%s': %" PRIu64 " bytes, not the signed %" PRIu64
+                                      " (truncated or substituted content)",
+                                      rf->name, meta->files[i].size, rf->size);
+                }
+                if (memcmp(digest, rf->sha256, SHA256_DIGEST_SIZE) != 0) {
                         char got[SHA256_HEX_SIZE];
                         hex_encode(digest, SHA256_DIGEST_SIZE, got);
-                        (void) unlinkat(files_fd, rf->name, 0);
-                        json_decref(ids);
-                        return refuse(a, -EBADMSG, NULL,
+                        discard_staging(s, staging);
+                        return refuse(a, -EBADMSG, &refusal,
                                       "file '%s': SHA-256 %s does not match the signed %s (substituted content)",
                                       rf->name, got, rf->sha256_hex);
                 }
                 meta->files[i].name = strdup(rf->name);
-                if (!meta->files[i].name) {
-                        json_decref(ids);
+                if (!meta->files[i].name)
                         return -ENOMEM;
-                }
                 memcpy(meta->files[i].sha256, digest, SHA256_DIGEST_SIZE);
                 meta->n_files++;
                 meta->total_size += rf->size;
@@ -505,16 +596,15 @@ int verb_update(Agent *a) {
         meta->installed = now_realtime_usec();
 
         r = store_commit(s, staging, meta, doc, doc_size);
-        if (r < 0) {
-                json_decref(ids);
+        if (r < 0)
                 return agent_result_error(a, r, "cannot commit version %s: %m", id);
-        }
         log_event(LOG_INFO, 0,
                   &(LogFields){.message_id = MK_MESSAGE_DOWNLOAD, .model = a->model_name, .version = id,
                                .action = "download-finish", .reason = "every file matches its signed size and SHA-256"},
                   "Downloaded and verified %s version %s.", a->model_name, id);
-        return agent_result_ok(a, json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:b, s:b}", "verdict", "new", "version", id,
-                                            "content_id", rel->content_id, "label", rel->label, "keyids", ids,
-                                            "total_size", (json_int_t) rel->total_size, "resumed", resumed, "sealed",
+        return agent_result_ok(a, json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:b, s:b}", "verdict", "new",
+                                            "version", id, "content_id", rel->content_id, "label",
+                                            rel->label, "keyids", keyids_json(keyids), "total_size",
+                                            (json_int_t) rel->total_size, "resumed", resumed, "sealed",
                                             meta->sealed));
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
+#include <errno.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -8,6 +9,7 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -145,8 +147,14 @@ static void log_write_console(int level, const LogFields *f, const char *msg) {
                 [LOG_EMERG] = "EMERG", [LOG_ALERT] = "ALERT",   [LOG_CRIT] = "CRIT",  [LOG_ERR] = "ERROR",
                 [LOG_WARNING] = "WARN", [LOG_NOTICE] = "NOTICE", [LOG_INFO] = "INFO", [LOG_DEBUG] = "DEBUG",
         };
-        FILE *out = stderr;
+        /* One line, one write(2): stderr is unbuffered, so fprintf piece by piece would hand a
+         * reader of the log file half lines, and interleave with the agents sharing the stream. */
+        char *line = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&line, &len);
 
+        if (!out)
+                out = stderr;
         flockfile(out);
         fprintf(out, "%s[%d]: %-6s ", program_invocation_short_name, (int) getpid(), prefix[level & 7]);
         for (const char *p = msg; *p; p++)
@@ -170,7 +178,25 @@ static void log_write_console(int level, const LogFields *f, const char *msg) {
         }
         fputc('\n', out);
         funlockfile(out);
-        fflush(out);
+        if (out == stderr) {
+                fflush(out);
+                return;
+        }
+        int saved = errno;
+
+        if (fclose(out) == 0)
+                for (const char *p = line; len > 0;) {
+                        ssize_t k = write(STDERR_FILENO, p, len);
+
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k <= 0)
+                                break;
+                        p += k;
+                        len -= (size_t) k;
+                }
+        free(line);
+        errno = saved;
 }
 
 static void log_write_journal(int level, int error, const char *file, int line, const char *func,

@@ -629,18 +629,22 @@ int release_check_statement(const Release *r, const ReleaseExpect *e, char **ret
                 return RELEASE_VERDICT_CURRENT;
         }
 
-        if (e->machine_id) {
-                bucket = release_rollout_bucket(e->machine_id, r->model, r->version);
-                if (bucket < 0)
-                        return reason_set(ret_reason, bucket, "invalid machine id");
-                if ((unsigned) bucket >= r->rollout_percent)
-                        return RELEASE_VERDICT_NOT_SELECTED;
-        }
+        if (e->ignore_rollout || r->rollout_percent >= 100)
+                return RELEASE_VERDICT_NEW;
+        /* Without a machine id this host has no bucket: it is in no partial rollout, rather than
+         * in all of them. */
+        if (!e->machine_id)
+                return RELEASE_VERDICT_NOT_SELECTED;
+        bucket = release_rollout_bucket(e->machine_id, r->model, r->version);
+        if (bucket < 0)
+                return reason_set(ret_reason, bucket, "invalid machine id");
+        if ((unsigned) bucket >= r->rollout_percent)
+                return RELEASE_VERDICT_NOT_SELECTED;
         return RELEASE_VERDICT_NEW;
 }
 
 int release_check(const void *document, size_t size, const TrustSet *trust, const ReleaseExpect *e,
-                  Release **ret_release, char ***ret_keyids, char **ret_reason) {
+                  Release **ret_release, char ***ret_keyids, uint64_t *ret_version, char **ret_reason) {
         _cleanup_(dsse_envelope_freep) DsseEnvelope *env = NULL;
         _cleanup_(release_freep) Release *rel = NULL;
         _cleanup_(strv_freep) char **keyids = NULL;
@@ -657,19 +661,23 @@ int release_check(const void *document, size_t size, const TrustSet *trust, cons
         r = dsse_verify(env, trust, &payload, &payload_size, &keyids, ret_reason);
         if (r < 0)
                 return r;
+        /* From here on every refusal is of a document the trusted keys signed: say which keys
+         * (the diagnostics outputs, see release.h), whatever check fails next. */
+        if (ret_keyids)
+                *ret_keyids = TAKE_PTR(keyids);
         if (!streq(env->payload_type, RELEASE_PAYLOAD_TYPE))
                 return reason_set(ret_reason, -EPROTONOSUPPORT, "payloadType is '%s', expected '%s'",
                                   QUOTE(env->payload_type), RELEASE_PAYLOAD_TYPE);
         r = release_parse_statement(payload, payload_size, &rel, ret_reason);
         if (r < 0)
                 return r;
+        if (ret_version)
+                *ret_version = rel->version;
         verdict = release_check_statement(rel, e, ret_reason);
         if (verdict < 0)
                 return verdict;
 
         if (ret_release)
                 *ret_release = TAKE_PTR(rel);
-        if (ret_keyids)
-                *ret_keyids = TAKE_PTR(keyids);
         return verdict;
 }

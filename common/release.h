@@ -9,7 +9,8 @@
  * Verification, release_check(), is the one entry point the agent calls before it keeps a
  * single byte of weights. It applies every check of RELEASE-FORMAT.md §6 in order and either
  * returns a verdict (>= 0) with the parsed release, or refuses with a negative errno and one
- * REASON line naming the check that failed (and keyids where signatures are involved):
+ * REASON line naming the check that failed (and keyids where signatures are involved; after the
+ * signatures verified, the keys that signed are handed out for the caller's REASON):
  *
  *   -EFBIG            document larger than its cap; files over a count or size limit
  *   -EBADMSG          malformed envelope or statement (JSON, base64, fields, names, URLs, digests)
@@ -106,7 +107,12 @@ typedef struct ReleaseExpect {
         uint64_t high_water;            /* highest version ever accepted on this channel; 0: none */
         const char *high_water_content; /* content_id of that version; NULL: unknown */
         uint64_t now;                   /* µs, CLOCK_REALTIME */
-        const char *machine_id;         /* 32 lowercase hex (/etc/machine-id); NULL: no rollout check */
+        /* 32 lowercase hex (/etc/machine-id). NULL: this host's machine id is unknown, so it cannot
+         * be placed in a partial rollout: a release with rollout.percent < 100 is not selected
+         * (taking every release instead would make a phased rollout reach hosts it was not meant
+         * for). */
+        const char *machine_id;
+        bool ignore_rollout;            /* no rollout decision at all (only for `release verify`) */
         ReleaseLimits limits;
 } ReleaseExpect;
 
@@ -128,11 +134,17 @@ int release_check_statement(const Release *r, const ReleaseExpect *e, char **ret
  * The whole verification of a downloaded release document (RELEASE-FORMAT.md §6): size cap,
  * envelope, signatures against trust (threshold of distinct trusted keys), payloadType,
  * statement, then release_check_statement(). Returns a ReleaseVerdict (>= 0) and then, and only
- * then, writes ret_release (optional) and ret_keyids (optional; the trusted keys that signed,
- * for the journal). On refusal: a negative errno from the table above and *ret_reason.
+ * then, writes ret_release (optional). On refusal: a negative errno from the table above and
+ * *ret_reason.
+ *
+ * ret_keyids (optional; the trusted keys whose signatures verified) and ret_version (optional;
+ * predicate.version) are diagnostics for the journal, not a verdict: each is written as soon as
+ * its check has passed, on a later refusal too, so that a refusal can name the keys that signed
+ * what was refused and its version. Neither hands out anything a caller could install. On a
+ * refusal at or before the signature check both are left untouched.
  */
 int release_check(const void *document, size_t size, const TrustSet *trust, const ReleaseExpect *e,
-                  Release **ret_release, char ***ret_keyids, char **ret_reason);
+                  Release **ret_release, char ***ret_keyids, uint64_t *ret_version, char **ret_reason);
 
 /* Phased rollouts (RELEASE-FORMAT.md §7): the bucket 0..99 of this host for this release is
  * the first 8 bytes, big-endian, of SHA-256(machine_id "\0" model "\0" decimal(version)),

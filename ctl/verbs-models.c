@@ -33,6 +33,12 @@ static void draw_progress(CallState *cs, const char *verb, const char *phase, ui
 
         if (!cs->tty)
                 return;
+        if (total == 0) {
+                /* No known end (an external compressor's output so far): bytes only. */
+                fprintf(stderr, "\r%-10s %-10s %-37s %s   ", verb, phase, "", format_bytes(a, done));
+                cs->drew = true;
+                return;
+        }
         for (unsigned i = 0; i < 30; i++)
                 bar[i] = i < pct * 30 / 100 ? '#' : '.';
         bar[30] = 0;

@@ -309,6 +309,7 @@ static int release_verify_verb(int argc, char *argv[]) {
                 .model = a.model,
                 .channel = a.channel,
                 .now = now_realtime_usec(),
+                .ignore_rollout = true, /* the rollout is a host's decision, not the document's validity */
                 .limits = RELEASE_LIMITS_DEFAULT,
         };
         e.limits.max_document_size = RELEASE_DOCUMENT_HARD_MAX;

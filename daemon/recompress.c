@@ -74,12 +74,23 @@ static void on_recompress_job(Job *j, int error, const char *reason, json_t *dat
                 uint64_t size = (uint64_t) json_integer_value(json_object_get(data, "total_size"));
                 uint64_t parent = (uint64_t) json_integer_value(json_object_get(data, "parent_size"));
                 char a[FORMAT_BYTES_MAX], b[FORMAT_BYTES_MAX];
+                double percent = parent > 0 ? 100.0 * (double) size / (double) parent : 0.0;
 
-                summarize(json_object_get(data, "statistics"), &max_abs, &rmse, &n);
                 model->manager->counters.recompressions++;
-                why = xasprintf("profile %s: %s → %s (%.0f%%), %u tensors, max abs error %.3g, max relative RMSE %.3g",
-                                strna(op->import_dir), format_bytes(a, parent), format_bytes(b, size),
-                                parent > 0 ? 100.0 * (double) size / (double) parent : 0.0, n, max_abs, rmse);
+                if (streq_ptr(json_string_value(json_object_get(data, "method")), "exec"))
+                        /* An external compressor: we measured nothing of its numerics, so claim
+                         * nothing — the rollout analysis is what judges the result. */
+                        why = xasprintf("profile %s: built by external compressor %s: %s → %s (%.0f%%)",
+                                        strna(op->import_dir),
+                                        strna(json_string_value(json_object_get(data, "tool"))),
+                                        format_bytes(a, parent), format_bytes(b, size), percent);
+                else {
+                        summarize(json_object_get(data, "statistics"), &max_abs, &rmse, &n);
+                        why = xasprintf("profile %s: %s → %s (%.0f%%), %u tensors, max abs error %.3g, "
+                                        "max relative RMSE %.3g",
+                                        strna(op->import_dir), format_bytes(a, parent), format_bytes(b, size),
+                                        percent, n, max_abs, rmse);
+                }
                 log_event(LOG_NOTICE, 0,
                           &(LogFields){.message_id = MK_MESSAGE_RECOMPRESSED, .model = model->name, .version = id,
                                        .from_version = op->from, .action = "recompress", .rule = op->rule,

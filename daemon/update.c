@@ -118,11 +118,14 @@ static void on_update_job(Job *j, int error, const char *reason, json_t *data, v
 
         if (error < 0) {
                 bool refused = json_is_true(json_object_get(data, "refused"));
-                why = keys ? xasprintf("%s (%s)", reason, keys) : strdup(strna(reason));
+                const char *refused_version = version && version_id_is_valid(version) ? version : NULL;
+                /* A refusal's reason already names the keys that signed (the agent's refuse()). */
+                why = strdup(strna(reason));
                 if (refused) {
                         model->manager->counters.releases_refused++;
                         log_event(LOG_WARNING, 0,
                                   &(LogFields){.message_id = MK_MESSAGE_RELEASE_REFUSED, .model = model->name,
+                                               .version = refused_version,
                                                .action = "refuse", .job = job, .reason = why},
                                   "Model %s: release refused: %s", model->name, strna(why));
                 } else if (error != -ECANCELED)
@@ -145,8 +148,12 @@ static void on_update_job(Job *j, int error, const char *reason, json_t *data, v
                 return;
         }
         if (streq(verdict, "not-selected")) {
-                why = xasprintf("version %s is not yet rolled out to this host (rollout.percent)", version);
-                log_info("Model %s: %s.", model->name, strna(why));
+                /* The agent says why when it is not the bucket (e.g. no readable machine id). */
+                const char *note = json_string_value(json_object_get(data, "reason"));
+                why = note ? xasprintf("version %s not taken: %s", version, note)
+                           : xasprintf("version %s is not yet rolled out to this host (rollout.percent)",
+                                       version);
+                log_full(note ? LOG_WARNING : LOG_INFO, "Model %s: %s.", model->name, strna(why));
                 model_op_finish_with(model, 0, why);
                 return;
         }

@@ -399,14 +399,19 @@ http {{
     FIELDS = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
     def follow(self, log):
-        with open(log) as f:
+        # A line can be read before the daemon has finished writing it (stderr is unbuffered, and a
+        # long entry takes several write()s): keep the part and read on until its newline.
+        with open(log, errors="replace") as f:
+            part = ""
             while True:
-                line = f.readline()
-                if not line:
-                    if self.daemon_proc.poll() is not None:
+                chunk = f.readline()
+                if not chunk or not chunk.endswith("\n"):
+                    part += chunk
+                    if not chunk and self.daemon_proc.poll() is not None:
                         return
                     time.sleep(0.05)
                     continue
+                line, part = part + chunk, ""
                 m = re.search(r"^(\S+)\[\d+\]: (\S+)\s+(.*?)(?:  \[(.*)\])?$", line.rstrip("\n"))
                 if not m or not m.group(4):
                     continue

@@ -71,6 +71,7 @@ static int cmd_verify(const char *model, const char *channel, uint64_t hw, unsig
                 .channel = channel,
                 .high_water = hw,
                 .now = now_usec(),
+                .ignore_rollout = true,
                 .limits = RELEASE_LIMITS_DEFAULT,
         };
         int r;

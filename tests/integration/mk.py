@@ -23,13 +23,36 @@ AGENT = os.path.join(BUILD, "agent", "modelkeeper-agent")
 CTL = os.path.join(BUILD, "ctl", "modelkeeperctl")
 
 
+def fs_type(path):
+    """The file system type of path as stat(1) names it ("tmpfs", "ext2/ext3", …)."""
+    return subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def tmpfs_dir(prefix):
+    """A new directory on a memory-backed file system, or None where there is none to write to.
+
+    The daemon writes the plaintext of sealed versions only to a runtime directory on tmpfs or
+    ramfs (like /run/modelkeeper under systemd), so the tests put theirs on one too:
+    $MODELKEEPER_TEST_TMPFS, else /dev/shm."""
+    for base in (os.environ.get("MODELKEEPER_TEST_TMPFS"), "/dev/shm"):
+        if base and os.path.isdir(base) and os.access(base, os.W_OK) and fs_type(base) in ("tmpfs", "ramfs"):
+            d = tempfile.mkdtemp(prefix=prefix, dir=base)
+            os.chmod(d, 0o755)  # traversable like /run: the runtime directory's own mode decides
+            return d
+    return None
+
+
 class Daemon:
-    def __init__(self, config="", models=None, watchdog_usec=None, extra_env=None):
+    def __init__(self, config="", models=None, watchdog_usec=None, extra_env=None, runtime_base=None):
         self.dir = tempfile.mkdtemp(prefix="mk-it-")
         self.config_path = os.path.join(self.dir, "modelkeeper.yaml")
         self.models_dir = os.path.join(self.dir, "models.d")
         self.state = os.path.join(self.dir, "state")
-        self.runtime = os.path.join(self.dir, "run")
+        # The runtime directory on tmpfs where the host has one (as under systemd); runtime_base
+        # chooses another place (a test of the refusal to write plaintext to a disk).
+        self.runtime_dir = None if runtime_base else tmpfs_dir("mk-it-run-")
+        self.runtime = os.path.join(runtime_base or self.runtime_dir or self.dir, "run")
         self.socket = os.path.join(self.runtime, "control")
         os.makedirs(self.models_dir)
         with open(self.config_path, "w") as f:
@@ -172,6 +195,8 @@ class Daemon:
             if getattr(self, "log", None):
                 self.log.close()
             shutil.rmtree(self.dir, ignore_errors=True)
+            if self.runtime_dir:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
 TOOLS = os.path.join(SRC, "tests", "tools")

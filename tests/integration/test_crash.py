@@ -206,9 +206,9 @@ class CrashTest(unittest.TestCase):
 
     def restore(self, yaml):
         d = self.d
-        for name in ("state", "run"):
-            shutil.rmtree(os.path.join(d.dir, name), ignore_errors=True)
-            shutil.copytree(os.path.join(self.pristine, name), os.path.join(d.dir, name), symlinks=True)
+        for name, where in (("state", d.state), ("run", d.runtime)):
+            shutil.rmtree(where, ignore_errors=True)
+            shutil.copytree(os.path.join(self.pristine, name), where, symlinks=True)
         d.write_model(MODEL, yaml)
 
     def trace(self, verb):

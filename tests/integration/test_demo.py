@@ -21,7 +21,8 @@ class DemoTest(unittest.TestCase):
             out = os.path.join(tmp, "decisions.json")
             p = subprocess.run(["/usr/bin/python3", os.path.join(mk.SRC, "demo", "run.py"), mk.BUILD, "--fast",
                                 "--quiet", "--decisions", out], capture_output=True, text=True, timeout=600)
-            self.assertEqual(p.returncode, 0, p.stdout[-3000:] + p.stderr[-3000:])
+            why = [line for line in p.stderr.splitlines() if line.startswith("demo failed")]
+            self.assertEqual(p.returncode, 0, "\n".join(why) + "\n" + p.stdout[-3000:] + p.stderr[-3000:])
             with open(out) as f:
                 decisions = [tuple(d[:3]) for d in json.load(f)]
 

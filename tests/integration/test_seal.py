@@ -88,6 +88,70 @@ class SealTest(unittest.TestCase):
         d.ctl("rollback", "m")
         self.assertTrue(os.readlink(os.path.join(d.runtime, "serve", "m")).endswith("/plain/m/1"))
 
+    def test_kept_plaintext_is_checked_before_reuse(self):
+        # Kept plaintext that is no longer the version's (same size, other bytes; or an extra file
+        # beside it) is not served: the rollback decrypts again, from the sealed files.
+        d = self.start(", keep_previous_plain: true")
+        for i in (1, 2):
+            d.ctl("import", "m", self.src(f"v{i}", b"%d" % i * 1000), "--activate")
+        kept = os.path.join(d.runtime, "plain", "m", "1")
+        mk.wait_for(lambda: os.path.isdir(kept), what="kept plaintext")
+        with open(os.path.join(kept, "model.safetensors"), "r+b") as f:
+            f.write(b"X")
+        d.ctl("rollback", "m")
+        self.assertEqual(os.readlink(os.path.join(d.runtime, "serve", "m")), kept)
+        with open(os.path.join(kept, "model.safetensors"), "rb") as f:
+            self.assertEqual(f.read(), b"1" * 1000 + b"model.safetensors")
+        d.wait_log("'model.safetensors' does not match its recorded SHA-256); decrypting it again")
+        # An extra file in the kept directory would be served too.
+        mk.wait_for(lambda: os.path.isdir(os.path.join(d.runtime, "plain", "m", "2")), what="kept plaintext")
+        with open(os.path.join(d.runtime, "plain", "m", "2", "extra.safetensors"), "wb") as f:
+            f.write(b"planted")
+        d.ctl("rollback", "m", "2")
+        self.assertEqual(sorted(os.listdir(os.path.join(d.runtime, "plain", "m", "2"))),
+                         ["config.json", "model.safetensors"])
+        d.wait_log("it holds 'extra.safetensors', which is not a file of the version")
+        # Intact kept plaintext is reused as it is (same inode: not decrypted again).
+        ino = os.stat(os.path.join(kept, "model.safetensors")).st_ino
+        d.ctl("rollback", "m", "1")
+        self.assertEqual(os.stat(os.path.join(kept, "model.safetensors")).st_ino, ino)
+
+    def test_plaintext_only_on_memory_backed_file_systems(self):
+        # A runtime directory on a disk: sealed versions are not decrypted there, with a reason
+        # that names the file system; nothing is activated and no plaintext written.
+        disk = tempfile.mkdtemp(prefix="mk-seal-disk-", dir="/var/tmp")
+        self.addCleanup(shutil.rmtree, disk, True)
+        if mk.fs_type(disk) in ("tmpfs", "ramfs"):
+            self.skipTest(f"{disk} is memory-backed here")
+        ident = self.identity
+        self.d = mk.Daemon(f"encryption: {{recipient: {self.recipient}, identity_file: {ident}}}\n",
+                           {"m": "model: m\nstorage: {encrypt: true}\n"}, runtime_base=disk)
+        self.d.start()
+        mk.wait_for(lambda: self.d.status()[0]["state"] != "busy", what="reconcile")
+        p = self.d.ctl("import", "m", self.src("v1", b"secret weights"), "--activate", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("refusing to write the plaintext of version 1 to " + os.path.join(disk, "run", "plain"), p.stderr)
+        self.assertIn(f"it is on {mk.fs_type(disk).split('/')[0]}", p.stderr)
+        self.assertIn("not on a memory-backed file system (tmpfs or ramfs)", p.stderr)
+        self.assertEqual(os.listdir(os.path.join(disk, "run", "plain", "m")), [])
+        self.assertFalse(os.path.lexists(os.path.join(disk, "run", "serve", "m")))
+        self.assertNotIn("quarantined", self.versions()["1"]["state"])
+
+    def test_not_enough_memory_backed_space(self):
+        # The plaintext must fit in the runtime directory's tmpfs (here an injected 20 MiB one,
+        # 16 MiB of which is the margin): refused before the first byte, the active version untouched.
+        d = self.start(env={"MODELKEEPER_TEST_PLAIN_FREE_BYTES": "20MiB"})
+        d.ctl("import", "m", self.src("v1", b"small"), "--activate")
+        p = d.ctl("import", "m", self.src("v2", b"x" * (4 << 20)), "--activate", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(f"not enough memory-backed space in {d.runtime} for the plaintext of version 2: "
+                      "need 24.1MiB (8.0MiB plus a margin of 16.1MiB), have 20.0MiB", p.stderr)
+        self.assertEqual(d.status()[0]["active"], "1")
+        self.assertTrue(os.readlink(os.path.join(d.runtime, "serve", "m")).endswith("/plain/m/1"))
+        self.assertEqual(sorted(os.listdir(os.path.join(d.runtime, "plain", "m"))), ["1"])
+        # A host problem, not the version's: it is not quarantined.
+        self.assertNotIn("quarantined", self.versions()["2"]["state"])
+
     def tamper(self, version, offset_from_end=None, truncate=None):
         path = os.path.join(self.store(version), "model.safetensors.age")
         data = bytearray(open(path, "rb").read())

@@ -3,9 +3,11 @@
 
 Every case goes through the daemon as a user's would (`modelkeeperctl update`), against a real
 TLS server (tests/tools/repo-server.py) with a throwaway CA. A refused or failed update must
-leave nothing kept or activated, the old version still serving, and a precise REASON."""
+leave nothing kept or activated, the old version still serving, nothing in staging/, and a
+precise REASON (naming the keys that signed, once the signatures verified)."""
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -27,6 +29,13 @@ def run(*cmd, **kw):
     return p
 
 
+def keyid(key):
+    """The keyid of KEY (its .pub): hex SHA-256 of the DER SubjectPublicKeyInfo."""
+    with open(key + ".pub") as f:
+        der = base64.b64decode("".join(line for line in f.read().splitlines() if not line.startswith("-----")))
+    return hashlib.sha256(der).hexdigest()
+
+
 class Repo:
     """A repository directory served over HTTPS, and the publisher's tools."""
 
@@ -35,15 +44,29 @@ class Repo:
         os.makedirs(self.root, exist_ok=True)
         self.rules_path = os.path.join(base, "rules.json")
         self.rules([])
-        cmd = ["/usr/bin/python3", os.path.join(TOOLS, "repo-server.py"), "--root", self.root,
-               "--cert", os.path.join(pki, "server.crt"), "--key", os.path.join(pki, "server.key"),
-               "--rules", self.rules_path]
-        if client_ca:
-            cmd += ["--client-ca", client_ca]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        self.port = int(self.proc.stdout.readline())
+        self.pki = pki
+        self.client_ca = client_ca
+        self.port = 0
+        self.serve("server")
         self.url = f"https://127.0.0.1:{self.port}/"
         self.work = os.path.join(base, "publish")
+
+    def serve(self, cert):
+        """(Re)start the server with pki/CERT.crt on the same port (same URL for the daemon)."""
+        cmd = ["/usr/bin/python3", os.path.join(TOOLS, "repo-server.py"), "--root", self.root,
+               "--cert", os.path.join(self.pki, cert + ".crt"), "--key", os.path.join(self.pki, cert + ".key"),
+               "--rules", self.rules_path, "--port", self.port]
+        if self.client_ca:
+            cmd += ["--client-ca", self.client_ca]
+        self.proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline())
+
+    def restart(self, cert):
+        self.close()
+        self.serve(cert)
+
+    def blob_path(self, data):
+        return os.path.join(self.root, "blobs", "sha256", hashlib.sha256(data).hexdigest())
 
     def rules(self, rules):
         with open(self.rules_path + ".tmp", "w") as f:
@@ -89,6 +112,7 @@ class Repo:
     def close(self):
         self.proc.kill()
         self.proc.wait()
+        self.proc.stdout.close()
 
 
 class UpdateTest(unittest.TestCase):
@@ -118,18 +142,26 @@ class UpdateTest(unittest.TestCase):
         if self.repo:
             self.repo.close()
 
+    def model_file(self, tls=None, source_extra="", model_extra=""):
+        tls = tls if tls is not None else f"{{ca_file: {self.pki}/ca.crt}}"
+        return (f"model: m\nsource:\n  url: \"{self.repo.url}\"\n  channel: stable\n"
+                f"  tls: {tls}\n  retries: 2\n  retry_backoff: 100ms\n  retry_backoff_max: 300ms\n"
+                f"{source_extra}{model_extra}")
+
     def start(self, trust=("k1",), threshold=1, source_extra="", client_ca=None, tls=None, model_extra="", env=None):
         self.repo = Repo(self.tmp, self.pki, client_ca=client_ca)
         keys = ", ".join(self.keys[k] + ".pub" for k in trust)
-        tls = tls if tls is not None else f"{{ca_file: {self.pki}/ca.crt}}"
         self.d = mk.Daemon(f"trust: {{keys: [{keys}], threshold: {threshold}}}\n",
-                           {"m": f"model: m\nsource:\n  url: \"{self.repo.url}\"\n  channel: stable\n"
-                                 f"  tls: {tls}\n  retries: 2\n  retry_backoff: 100ms\n  retry_backoff_max: 300ms\n"
-                                 f"{source_extra}{model_extra}"},
-                           extra_env=env)
+                           {"m": self.model_file(tls, source_extra, model_extra)}, extra_env=env)
         self.d.start()
         mk.wait_for(lambda: self.d.status()[0]["state"] != "busy", what="start-up reconcile")
         return self.d
+
+    def reconfigure(self, **kw):
+        """Change the model file (e.g. its TLS options) and reload the daemon."""
+        self.d.write_model("m", self.model_file(**kw))
+        self.d.ctl("reload")
+        mk.wait_for(lambda: self.d.status()[0]["state"] != "busy", what="reload")
 
     def update(self, check=True):
         return self.d.ctl("update", "m", check=check)
@@ -142,19 +174,42 @@ class UpdateTest(unittest.TestCase):
         out = self.update().stdout
         self.assertIn("version 1 installed and active", out)
 
-    def assert_refused(self, *needles, logged="release refused"):
+    def staging(self):
+        path = os.path.join(self.d.state, "models", "m", "staging")
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+    def assert_staging_empty(self):
+        # A refusal is permanent: nothing of the refused release stays behind (only transient
+        # failures keep a partial download, to resume).
+        self.assertEqual(self.staging(), [])
+
+    def assert_refused(self, *needles, logged="release refused", active="1", versions=None, signed_by=None,
+                       version=None):
+        """One update that must fail: each needle in its reason; nothing kept or activated (active
+        still serves, the store holds versions (default: only active)), staging empty. signed_by
+        (key names): the reason names exactly these keys as the signers; version: the journal's
+        refusal entry carries VERSION=version."""
         p = self.update(check=False)
         self.assertNotEqual(p.returncode, 0, p.stdout)
         for n in needles:
             self.assertIn(n, p.stderr)
-        # Nothing kept or activated: version 1 serves, no version 2.
-        self.assertEqual(self.d.status()[0]["active"], "1")
-        self.assertEqual(sorted(self.versions()), ["1"])
-        target = os.readlink(os.path.join(self.d.runtime, "serve", "m"))
-        self.assertTrue(target.endswith("/versions/1/files"), target)
+        self.assert_unchanged(active, versions)
         if logged:
             self.d.wait_log(logged)
+        if signed_by is not None:
+            ids = ", ".join(keyid(self.keys[k]) for k in signed_by)
+            self.assertIn(f"(signed by keyid{'s' if len(signed_by) > 1 else ''} {ids}, {len(signed_by)} of ", p.stderr)
+        if version is not None:
+            self.d.wait_log(f"VERSION={version} ACTION=refuse")
         return p.stderr
+
+    def assert_unchanged(self, active="1", versions=None):
+        # Nothing kept or activated: the active version serves, no new version, empty staging.
+        self.assertEqual(self.d.status()[0]["active"], active)
+        self.assertEqual(sorted(self.versions()), versions or [active])
+        target = os.readlink(os.path.join(self.d.runtime, "serve", "m"))
+        self.assertTrue(target.endswith(f"/versions/{active}/files"), target)
+        self.assert_staging_empty()
 
     # --- the good path and resumption ------------------------------------------------------
 
@@ -170,6 +225,20 @@ class UpdateTest(unittest.TestCase):
         # The verified release is kept as provenance.
         with open(os.path.join(self.d.state, "models", "m", "versions", "1", "release.json")) as f:
             self.assertEqual(json.load(f)["payloadType"], "application/vnd.in-toto+json")
+
+    def test_scheduled_checks_and_hold(self):
+        # No operator: the timer finds version 1 soon after start. On hold, the timer finds
+        # nothing (a held model takes no automatic action); released, the next check installs 2.
+        self.start(source_extra="  check_every: 10s\n  jitter: 0s\n")
+        self.repo.publish(1, {"model.bin": b"one" * 1000}, [self.keys["k1"]])
+        mk.wait_for(lambda: self.d.status()[0]["active"] == "1", timeout=15, what="scheduled update to 1")
+        self.d.ctl("hold", "m")
+        self.repo.publish(2, {"model.bin": b"two" * 1000}, [self.keys["k1"]])
+        time.sleep(12)
+        self.assertEqual(self.d.status()[0]["active"], "1")
+        self.assertEqual(sorted(self.versions()), ["1"])
+        self.d.ctl("release", "m")
+        mk.wait_for(lambda: self.d.status()[0]["active"] == "2", timeout=15, what="scheduled update to 2")
 
     def test_resume_after_cut(self):
         self.start()
@@ -223,7 +292,7 @@ class UpdateTest(unittest.TestCase):
         payload[payload.index(b'"version"') + 11] ^= 0x01
         env["payload"] = base64.b64encode(bytes(payload)).decode()
         self.repo.write_envelope(env)
-        self.assert_refused("signature")
+        self.assert_refused("signature", f"trusted key {keyid(self.keys['k1'])} does not verify")
 
     def test_envelope_tampered(self):
         self.start()
@@ -268,7 +337,7 @@ class UpdateTest(unittest.TestCase):
         with open(self.repo.doc_path(), "w") as f:
             f.write(out)
         run(RELEASE_TOOL, "dsse-sign", self.keys["k1"], self.repo.doc_path())
-        self.assert_refused("payloadType")
+        self.assert_refused("payloadType", signed_by=["k1"])
 
     def test_unknown_key_type_in_trust(self):
         rsa = os.path.join(self.tmp, "rsa.pem")
@@ -284,51 +353,79 @@ class UpdateTest(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("RSA", p.stderr)
         self.assertEqual(self.versions(), {})
+        self.assert_staging_empty()
 
     def test_expired(self):
         self.start()
         self.install_v1()
         self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k1"]], expires="1s")
         time.sleep(2.1)
-        self.assert_refused("expired")
+        self.assert_refused("expired", signed_by=["k1"], version=2)
 
     def test_downgrade_and_same_version_other_content(self):
         self.start()
         self.repo.publish(3, {"model.bin": b"three"}, [self.keys["k1"]])
         self.update()
         self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k1"]])
-        p = self.update(check=False)
-        self.assertIn("downgrade", p.stderr)
+        self.assert_refused("version 2 is lower than version 3", "downgrade refused", active="3", signed_by=["k1"],
+                            version=2)
         self.repo.publish(3, {"model.bin": b"three, but other"}, [self.keys["k1"]])
-        p = self.update(check=False)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("3", p.stderr)
-        self.assertEqual(sorted(self.versions()), ["3"])
+        self.assert_refused("version 3 was already accepted with other files", active="3", signed_by=["k1"],
+                            version=3)
+        with open(os.path.join(self.d.runtime, "serve", "m", "model.bin"), "rb") as f:
+            self.assertEqual(f.read(), b"three")
 
     def test_model_or_channel_mismatch(self):
         self.start()
         self.install_v1()
         self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k1"]], model="other", path_model="m")
-        self.assert_refused("model 'other'")
+        self.assert_refused("model 'other'", signed_by=["k1"], version=2)
         self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k1"]], channel="beta")
         os.replace(self.repo.doc_path(channel="beta"), self.repo.doc_path())
-        self.assert_refused("channel 'beta'")
+        self.assert_refused("channel 'beta'", signed_by=["k1"])
+
+    def test_refusal_names_every_signer(self):
+        # Threshold 2 of 2: a signed release refused by a later check names both keys.
+        self.start(trust=("k1", "k2"), threshold=2)
+        self.repo.publish(1, {"model.bin": b"one"}, [self.keys["k1"], self.keys["k2"]])
+        self.update()
+        self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k2"], self.keys["k1"]], model="other",
+                          path_model="m")
+        reason = self.assert_refused("model 'other'", signed_by=["k2", "k1"], version=2)
+        self.assertIn("2 of 2 needed", reason)
 
     def test_file_larger_than_signed(self):
         self.start()
         self.install_v1()
         self.repo.publish(2, {"model.bin": b"two" * 100}, [self.keys["k1"]])
         self.repo.rules([{"match": "^/blobs/", "mode": "extra", "bytes": 100000}])
-        self.assert_refused(logged=None)
+        self.assert_refused("more data than its signed size of 300 bytes", signed_by=["k1"], version=2)
         self.repo.rules([{"match": "^/blobs/", "mode": "endless"}])
-        self.assert_refused(logged=None)
+        self.assert_refused("more data than its signed size", signed_by=["k1"])
+
+    def test_blob_flipped_after_signing(self):
+        # Substituted content of the signed size: the SHA-256 after the download catches it.
+        self.start()
+        self.install_v1()
+        data = os.urandom(256 * 1024)
+        self.repo.publish(2, {"model.bin": data}, [self.keys["k1"]])
+        blob = self.repo.blob_path(data)
+        with open(blob, "r+b") as f:
+            f.seek(len(data) // 2)
+            f.write(bytes([data[len(data) // 2] ^ 0x01]))
+        self.assertEqual(os.path.getsize(blob), len(data))
+        self.assert_refused("SHA-256", "does not match the signed " + hashlib.sha256(data).hexdigest(),
+                            signed_by=["k1"], version=2)
+        with open(os.path.join(self.d.runtime, "serve", "m", "model.bin"), "rb") as f:
+            self.assertEqual(f.read(), b"one" * 1000)
+        self.assertNotIn("release 2 verified", self.d.logs())
 
     def test_document_over_cap(self):
-        self.start(source_extra="  max_release_size: 1KiB\n")
-        self.repo.publish(1, {f"f{i}.bin": b"x" for i in range(12)}, [self.keys["k1"]])
-        p = self.update(check=False)
-        self.assertIn("larger than", p.stderr)
-        self.assertEqual(self.versions(), {})
+        self.start(source_extra="  max_release_size: 2KiB\n")
+        self.install_v1()
+        self.repo.publish(2, {f"f{i}.bin": b"x" for i in range(12)}, [self.keys["k1"]])
+        self.assertGreater(os.path.getsize(self.repo.doc_path()), 2048)
+        self.assert_refused("larger than source.max_release_size")
 
     def test_hostile_file_names(self):
         self.start()
@@ -349,18 +446,23 @@ class UpdateTest(unittest.TestCase):
             with open(self.repo.doc_path(), "w") as f:
                 f.write(run(RELEASE_TOOL, "envelope", "application/vnd.in-toto+json", payload).stdout)
             run(RELEASE_TOOL, "dsse-sign", self.keys["k1"], self.repo.doc_path())
-            self.assert_refused()
+            self.assert_refused(signed_by=["k1"])
 
     # --- the transport ---------------------------------------------------------------------
 
     def test_slow_retrieval(self):
         self.start(source_extra="  low_speed_limit: 100KiB\n  low_speed_time: 1s\n")
+        self.install_v1()
         self.repo.rules([{"match": "^/blobs/", "mode": "slow", "bps": 1000}])
-        self.repo.publish(1, {"model.bin": os.urandom(1024 * 1024)}, [self.keys["k1"]])
+        self.repo.publish(2, {"model.bin": os.urandom(1024 * 1024)}, [self.keys["k1"]])
         p = self.update(check=False)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("slow", p.stderr.lower())
-        self.assertEqual(self.versions(), {})
+        self.d.wait_log("update check failed")
+        # A transport failure, not a refusal: the partial download stays to resume later.
+        self.assertEqual(self.d.status()[0]["active"], "1")
+        self.assertEqual(sorted(self.versions()), ["1"])
+        self.assertEqual(self.staging(), ["fetch-2"])
 
     def test_redirect_loop_and_redirect_to_http(self):
         self.start()
@@ -387,42 +489,83 @@ class UpdateTest(unittest.TestCase):
         self.assertGreaterEqual(time.monotonic() - t0, 1.0)
 
     def test_wrong_server_certificate_and_bad_ca(self):
-        self.start(tls=f"{{ca_file: {self.pki}/otherca.crt}}")
-        self.repo.publish(1, {"model.bin": b"one"}, [self.keys["k1"]])
-        p = self.update(check=False)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("certificate", p.stderr.lower())
-        self.assertEqual(self.versions(), {})
+        # The host trusts another CA than the one that signed the server's certificate.
+        self.start()
+        self.install_v1()
+        self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k1"]])
+        self.reconfigure(tls=f"{{ca_file: {self.pki}/otherca.crt}}")
+        self.assert_refused("server certificate verification failed", logged="update check failed")
+
+    def test_server_certificate_wrong_name_and_self_signed(self):
+        # The server (same URL) presents a certificate under the CA but for another host name,
+        # then a self-signed one for 127.0.0.1: both refused before any byte of the release.
+        self.start()
+        self.install_v1()
+        self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k1"]])
+        self.repo.restart("wrongname")
+        self.assert_refused("server certificate verification failed", "127.0.0.1", logged="update check failed")
+        self.repo.restart("selfsigned")
+        self.assert_refused("server certificate verification failed", "self-signed", logged="update check failed")
+        self.assertEqual(self.repo.requests("/models/m/stable.json"), 0)
+        # The right certificate again: the same release installs.
+        self.repo.restart("server")
+        self.assertIn("version 2 installed", self.update().stdout)
 
     def test_pinned_key_mismatch(self):
         with open(os.path.join(self.pki, "other.pin")) as f:
             pin = f.read().strip()
-        self.start(tls=f"{{ca_file: {self.pki}/ca.crt, pinned_pubkey: \"{pin}\"}}")
-        self.repo.publish(1, {"model.bin": b"one"}, [self.keys["k1"]])
-        p = self.update(check=False)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertEqual(self.versions(), {})
+        self.start()
+        self.install_v1()
+        self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k1"]])
+        self.reconfigure(tls=f"{{ca_file: {self.pki}/ca.crt, pinned_pubkey: \"{pin}\"}}")
+        self.assert_refused("does not match the pinned key", logged="update check failed")
 
     def test_client_certificate_required(self):
         ca = os.path.join(self.pki, "ca.crt")
-        self.start(client_ca=ca)
-        self.repo.publish(1, {"model.bin": b"one"}, [self.keys["k1"]])
-        p = self.update(check=False)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertEqual(self.versions(), {})
-        self.d.close()
-        self.repo.close()
-        self.start(client_ca=ca, tls=f"{{ca_file: {ca}, client_cert: {self.pki}/client.crt, "
-                                     f"client_key: {self.pki}/client.key}}")
-        self.repo.publish(1, {"model.bin": b"one"}, [self.keys["k1"]])
-        self.update()
+        good = f"{{ca_file: {ca}, client_cert: {self.pki}/client.crt, client_key: {self.pki}/client.key}}"
+        self.start(client_ca=ca, tls=good)
+        self.install_v1()
+        self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k1"]])
+        # No client certificate, then one the server's CA did not sign. With TLS 1.3 the server's
+        # alert can arrive after the client has sent its request: then the failure reads as a
+        # broken connection rather than a rejected session.
+        self.reconfigure(tls=f"{{ca_file: {ca}}}")
+        self.assertRegex(self.assert_refused(logged="update check failed"),
+                         "server rejected the TLS session|connection failed")
+        self.reconfigure(tls=f"{{ca_file: {ca}, client_cert: {self.pki}/rogue-client.crt, "
+                             f"client_key: {self.pki}/rogue-client.key}}")
+        self.assertRegex(self.assert_refused(logged="update check failed"),
+                         "server rejected the TLS session|connection failed")
+        self.reconfigure(tls=good)
+        self.assertIn("version 2 installed", self.update().stdout)
 
     def test_not_enough_disk(self):
-        self.start(model_extra="storage: {min_free: 1GiB}\n", env={"MODELKEEPER_TEST_FREE_BYTES": "1GiB"})
-        self.repo.publish(1, {"model.bin": os.urandom(1024 * 1024)}, [self.keys["k1"]])
-        p = self.update(check=False)
-        self.assertIn("not enough free space", p.stderr)
-        self.assertEqual(self.versions(), {})
+        # Room for version 1 (3000 bytes) above the reserve, not for version 2 (1 MiB).
+        self.start(model_extra="storage: {min_free: 1GiB}\n",
+                   env={"MODELKEEPER_TEST_FREE_BYTES": str(1024 ** 3 + 64 * 1024)})
+        self.install_v1()
+        self.repo.publish(2, {"model.bin": os.urandom(1024 * 1024)}, [self.keys["k1"]])
+        self.assert_refused("not enough free space", signed_by=["k1"], version=2)
+
+    def test_no_machine_id(self):
+        # A host whose machine id cannot be read is in no partial rollout (and says why), but
+        # still takes releases for everybody.
+        self.start(env={"MODELKEEPER_TEST_MACHINE_ID_FILE": os.path.join(self.tmp, "no-such-machine-id")})
+        self.install_v1()
+        self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k1"]], percent=99)
+        out = self.update().stdout
+        self.assertIn("version 2 not taken: cannot place this host in a partial rollout", out)
+        self.assertIn("no-such-machine-id unreadable: No such file or directory", out)
+        self.d.wait_log("WARN   Model m: version 2 not taken: cannot place this host in a partial rollout")
+        self.assert_unchanged("1")
+        # Not a machine id at all (as early on a first boot).
+        with open(os.path.join(self.tmp, "no-such-machine-id"), "w") as f:
+            f.write("uninitialized\n")
+        self.assertIn("is not a machine id", self.update().stdout)
+        self.assert_unchanged("1")
+        # A release for everybody reaches it.
+        self.repo.publish(2, {"model.bin": b"two"}, [self.keys["k1"]], percent=100)
+        self.assertIn("version 2 installed", self.update().stdout)
 
     def test_pinned_release_while_repository_changes(self):
         # The document seen at check time is what gets installed, even if the repository moves on
@@ -475,8 +618,7 @@ class UpdateTest(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(self.d.state, "models", "m", "root.json")))
         # k1 alone no longer counts.
         self.repo.publish(3, {"model.bin": b"three"}, [k1])
-        p = self.update(check=False)
-        self.assertNotEqual(p.returncode, 0)
+        self.assert_refused("0 of 1", active="2", versions=["1", "2"])
         _ = evil
 
 

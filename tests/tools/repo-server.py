@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """A model repository over real HTTPS on 127.0.0.1, that misbehaves on request (attack tests).
 
-    repo-server.py --root DIR --cert CRT --key KEY [--client-ca CA] --rules RULES.json
+    repo-server.py --root DIR --cert CRT --key KEY [--client-ca CA] [--port N] --rules RULES.json
 
 Serves DIR as a static repository (root/N.json, models/M/C.json, blobs/sha256/H), with single-range
 support. RULES.json is re-read on every request: a list of {"match": REGEX, "mode": ..., ...}; the
@@ -21,7 +21,9 @@ first rule whose regex matches the request path applies (counters are per path):
   {"mode": "endless"}                                 no Content-Length, data forever
   {"mode": "swap", "after": K, "file": PATH}          after K requests serve PATH (under DIR) instead
 
-Prints the port on stdout once listening. GET /_count?path=P answers the requests seen for P.
+Prints the port on stdout once listening (--port: that one, e.g. to come back with another
+certificate at the same URL; default: any free port). GET /_count?path=P answers the requests
+seen for P.
 """
 
 import argparse
@@ -185,8 +187,9 @@ def main():
     p.add_argument("--key", required=True)
     p.add_argument("--client-ca")
     p.add_argument("--rules", required=True)
+    p.add_argument("--port", type=int, default=0)
     args = p.parse_args()
-    server = Server(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", args.port), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
     if args.client_ca:

@@ -87,8 +87,8 @@ static void test_bech32_bip173(void **state) {
                 "split1checkupstagehandshakeupstreamerranterredcaperred2y9e3w",
                 "?1ezyfcl",
                 /* Over BIP-173's 90 characters: age has no length limit (c2sp.org/age). */
-                "an84characterslonghumanreadablepartthatcontainsthenumber1andtheexcludedcharacters"
-                "bio1569pvx",
+                ("an84characterslonghumanreadablepartthatcontainsthenumber1andtheexcludedcharacters"
+                 "bio1569pvx"), /* one string (parentheses: not a missing comma, says clang) */
         };
         static const char *const invalid[] = {
                 "\x20"

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -556,6 +557,75 @@ static void test_pipeline_overlap(void **state) {
         mem_model_done(&m);
 }
 
+/* Progress: from the calling thread, in bytes of tensor data over every pass, growing, at least
+ * every RECOMPRESS_PROGRESS_STEP, the last call at done == total. */
+typedef struct ProgressLog {
+        MemModel *m;
+        uint64_t done[64], total[64];
+        size_t n;
+        pthread_t thread;
+        bool other_thread, other_name;
+} ProgressLog;
+
+static int log_open(void *userdata, const char *name, StreamReader *ret) {
+        return mem_open(((ProgressLog *) userdata)->m, name, ret);
+}
+
+static void log_progress(void *userdata, const char *name, uint64_t done, uint64_t total) {
+        ProgressLog *l = userdata;
+
+        if (!pthread_equal(pthread_self(), l->thread))
+                l->other_thread = true;
+        if (!streq(name, "model.safetensors"))
+                l->other_name = true;
+        assert_true(l->n < ELEMENTSOF(l->done));
+        l->done[l->n] = done;
+        l->total[l->n++] = total;
+}
+
+static void test_progress(void **state) {
+        _cleanup_(safetensors_header_freep) SafetensorsHeader *h = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        const RecompressProfile profiles[] = {
+                { .method = METHOD_FP16 },
+                { .method = METHOD_PRUNE, .sparsity = 0.5 }, /* F32: 2 histogram passes + the writing one */
+        };
+        const unsigned passes[] = { 1, 3 };
+
+        h = small_model(1024, 2048, &data); /* 8 MiB of weights: more than one step */
+        for (size_t k = 0; k < ELEMENTSOF(profiles); k++) {
+                MemModel m = {};
+                ProgressLog l = { .m = &m, .thread = pthread_self() };
+                RecompressInput in = {
+                        .open = log_open, .close = mem_close, .progress = log_progress, .userdata = &l
+                };
+                RecompressOutput out = mem_output(&m);
+                _cleanup_free_ char *err = NULL;
+                json_t *stats = NULL;
+                uint64_t total = passes[k] * h->data_size;
+
+                mem_add(&m, "model.safetensors", h, data);
+                assert_int_equal(recompress_model(&profiles[k], &in, &out, "model.safetensors", &stats, &err),
+                                 0);
+                json_decref(stats);
+                assert_false(l.other_thread);
+                assert_false(l.other_name);
+                assert_true(l.n >= (size_t) (total / RECOMPRESS_PROGRESS_STEP));
+                for (size_t i = 0; i < l.n; i++) {
+                        assert_int_equal(l.total[i], total);
+                        assert_true(l.done[i] <= total);
+                        if (i > 0) {
+                                assert_true(l.done[i] > l.done[i - 1]);
+                                /* no gap wider than a step plus one block */
+                                assert_true(l.done[i] - l.done[i - 1] <=
+                                            RECOMPRESS_PROGRESS_STEP + RECOMPRESS_BLOCK_MAX);
+                        }
+                }
+                assert_int_equal(l.done[l.n - 1], total);
+                mem_model_done(&m);
+        }
+}
+
 static void test_update_config(void **state) {
         _cleanup_free_ char *out = NULL;
         const char *cfg = "{\"model_type\":\"llama\",\"torch_dtype\":\"float32\",\"hidden_size\":8}";
@@ -601,6 +671,7 @@ int main(void) {
                 cmocka_unit_test(test_dirs),
                 cmocka_unit_test(test_update_config),
                 cmocka_unit_test(test_pipeline_overlap),
+                cmocka_unit_test(test_progress),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

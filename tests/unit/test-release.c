@@ -113,21 +113,37 @@ static ReleaseExpect expect(void) {
         };
 }
 
-static int check(const char *doc, const TrustSet *t, const ReleaseExpect *e, char **reason) {
+/* release_check() with the invariants of its outputs; ret_keyids (optional) gets the signers. */
+static int check_signers(const char *doc, const TrustSet *t, const ReleaseExpect *e, char ***ret_keyids,
+                         uint64_t *ret_version, char **reason) {
         _cleanup_(release_freep) Release *rel = NULL;
         _cleanup_(strv_freep) char **keyids = NULL;
+        uint64_t version = 0;
         int r;
 
-        r = release_check(doc, strlen(doc), t, e, &rel, &keyids, reason);
+        r = release_check(doc, strlen(doc), t, e, &rel, &keyids, &version, reason);
         if (r < 0) {
-                /* Nothing is handed out on a refusal. */
+                /* Nothing installable is handed out on a refusal; the signers only when the
+                 * signatures verified, the version only after that. */
                 assert_null(rel);
-                assert_null(keyids);
+                if (keyids)
+                        assert_true(strv_length(keyids) >= t->threshold);
+                if (version != 0)
+                        assert_non_null(keyids);
         } else {
                 assert_non_null(rel);
                 assert_true(strv_length(keyids) >= t->threshold);
+                assert_int_equal(version, rel->version);
         }
+        if (ret_keyids)
+                *ret_keyids = TAKE_PTR(keyids);
+        if (ret_version)
+                *ret_version = version;
         return r;
+}
+
+static int check(const char *doc, const TrustSet *t, const ReleaseExpect *e, char **reason) {
+        return check_signers(doc, t, e, NULL, NULL, reason);
 }
 
 static void refused(Fixture *f, const char *statement, const ReleaseExpect *e, int error,
@@ -157,7 +173,7 @@ static void test_valid(void **state) {
         ReleaseExpect e = expect();
         uint64_t t;
 
-        assert_int_equal(release_check(doc, strlen(doc), f->trust, &e, &rel, &keyids, NULL),
+        assert_int_equal(release_check(doc, strlen(doc), f->trust, &e, &rel, &keyids, NULL, NULL),
                          RELEASE_VERDICT_NEW);
         assert_string_equal(rel->model, "digits-mlp");
         assert_string_equal(rel->channel, "stable");
@@ -184,7 +200,7 @@ static void test_valid(void **state) {
                                     *s2 = replace(s1, ",\n   \"rollout\": {\"percent\": 100}", ""),
                                     *d = document(RELEASE_PAYLOAD_TYPE, s2, f->a, NULL);
                 _cleanup_(release_freep) Release *r2 = NULL;
-                assert_int_equal(release_check(d, strlen(d), f->trust, &e, &r2, NULL, NULL),
+                assert_int_equal(release_check(d, strlen(d), f->trust, &e, &r2, NULL, NULL, NULL),
                                  RELEASE_VERDICT_NEW);
                 assert_string_equal(r2->label, "");
                 assert_int_equal(r2->rollout_percent, 100);
@@ -493,7 +509,7 @@ static void test_subjects_and_urls(void **state) {
                 assert_int_equal(check(doc, f->trust, &e, &reason), -EPERM);
                 assert_reason(reason, "absolute URL");
                 e.limits.allow_external_urls = true;
-                assert_int_equal(release_check(doc, strlen(doc), f->trust, &e, &rel, NULL, NULL),
+                assert_int_equal(release_check(doc, strlen(doc), f->trust, &e, &rel, NULL, NULL, NULL),
                                  RELEASE_VERDICT_NEW);
                 assert_true(rel->files[1].external);
                 assert_string_equal(rel->files[1].url, "https://cdn.example.com/config.json");
@@ -570,7 +586,7 @@ static void test_policy(void **state) {
                                                         .channel = "stable",
                                                         .now = NOW,
                                                         .limits = RELEASE_LIMITS_DEFAULT},
-                                       &rel, NULL, NULL),
+                                       &rel, NULL, NULL, NULL),
                          RELEASE_VERDICT_NEW);
         e = expect();
         e.high_water = 43;
@@ -601,6 +617,81 @@ static void test_policy(void **state) {
         }
 }
 
+/* Once the signatures verified, every later refusal still names who signed (and the version,
+ * once the statement parsed): the journal's REASON of a refused release names its keys. */
+static void test_refusal_signers(void **state) {
+        Fixture *f = *state;
+        static const struct {
+                const char *from, *to;
+                int error;
+                uint64_t version; /* 0: the statement does not parse */
+        } cases[] = {
+                {"\"model\": \"digits-mlp\"", "\"model\": \"other\"", -EXDEV, 42},
+                {"\"expires\": \"2026-12-28T10:00:00Z\"", "\"expires\": \"2026-11-29T10:00:00Z\"", -ESTALE,
+                 42},
+                {"\"version\": 42", "\"version\": 40", -ERANGE, 40},
+                {"\"size\": 1000", "\"size\": 100000000000", -EFBIG, 42},
+                {"\"name\": \"config.json\", \"size\"", "\"name\": \"../config.json\", \"size\"", -EBADMSG,
+                 0},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *s = replace(BASE, cases[i].from, cases[i].to), *doc = NULL,
+                                    *reason = NULL;
+                _cleanup_(strv_freep) char **keyids = NULL;
+                ReleaseExpect e = expect();
+                uint64_t version = 0;
+
+                e.limits.max_file_size = 1000000;
+                doc = document(RELEASE_PAYLOAD_TYPE, s, f->a, f->c);
+                assert_int_equal(check_signers(doc, f->trust, &e, &keyids, &version, &reason),
+                                 cases[i].error);
+                assert_int_equal(strv_length(keyids), 1);
+                assert_string_equal(keyids[0], key_get_id(f->a)); /* not the untrusted c */
+                assert_int_equal(version, cases[i].version);
+        }
+        /* Same version, other content (the high-water mark's content id differs). */
+        {
+                _cleanup_free_ char *doc = document(RELEASE_PAYLOAD_TYPE, BASE, f->b, f->a), *reason = NULL;
+                _cleanup_(strv_freep) char **keyids = NULL;
+                ReleaseExpect e = expect();
+                uint64_t version = 0;
+
+                e.high_water = 42;
+                e.high_water_content = H1;
+                assert_int_equal(check_signers(doc, f->trust2, &e, &keyids, &version, &reason), -EEXIST);
+                assert_int_equal(strv_length(keyids), 2);
+                assert_string_equal(keyids[0], key_get_id(f->b)); /* envelope order */
+                assert_string_equal(keyids[1], key_get_id(f->a));
+                assert_int_equal(version, 42);
+        }
+        /* Signed, but not our payloadType: the keys, no version. */
+        {
+                _cleanup_free_ char *doc = document("application/json", BASE, f->a, NULL), *reason = NULL;
+                _cleanup_(strv_freep) char **keyids = NULL;
+                ReleaseExpect e = expect();
+                uint64_t version = 0;
+
+                assert_int_equal(check_signers(doc, f->trust, &e, &keyids, &version, &reason),
+                                 -EPROTONOSUPPORT);
+                assert_int_equal(strv_length(keyids), 1);
+                assert_int_equal(version, 0);
+        }
+        /* The signature check itself fails: nothing handed out (its reason names the keys). */
+        {
+                _cleanup_free_ char *doc = document(RELEASE_PAYLOAD_TYPE, BASE, f->a, NULL), *reason = NULL;
+                _cleanup_(strv_freep) char **keyids = NULL;
+                ReleaseExpect e = expect();
+                uint64_t version = 0;
+
+                assert_int_equal(check_signers(doc, f->trust2, &e, &keyids, &version, &reason),
+                                 -EKEYREJECTED);
+                assert_null(keyids);
+                assert_int_equal(version, 0);
+                assert_reason(reason, key_get_id(f->a));
+        }
+}
+
 static void test_rollout(void **state) {
         Fixture *f = *state;
         const char *mid = "0123456789abcdef0123456789abcdef";
@@ -625,9 +716,26 @@ static void test_rollout(void **state) {
                 e.machine_id = mid;
                 want = 55 < percent ? RELEASE_VERDICT_NEW : RELEASE_VERDICT_NOT_SELECTED;
                 assert_int_equal(check(doc, f->trust, &e, NULL), want);
-                /* Without a machine id (release verify), no rollout decision. */
+                /* A host without a (readable) machine id has no bucket: it is in no partial
+                 * rollout, not in all of them; a release for everybody still reaches it. */
                 e.machine_id = NULL;
+                assert_int_equal(check(doc, f->trust, &e, NULL),
+                                 percent == 100 ? RELEASE_VERDICT_NEW : RELEASE_VERDICT_NOT_SELECTED);
+                /* release verify: no rollout decision at all. */
+                e.ignore_rollout = true;
                 assert_int_equal(check(doc, f->trust, &e, NULL), RELEASE_VERDICT_NEW);
+        }
+        /* The same through release_check_statement() alone, at the edges: 99 % and 1 %. */
+        for (unsigned percent = 1; percent <= 99; percent += 98) {
+                _cleanup_free_ char *p = NULL, *s = NULL, *reason = NULL;
+                _cleanup_(release_freep) Release *rel = NULL;
+                ReleaseExpect e = expect();
+
+                assert_true(asprintf(&p, "\"percent\": %u", percent) > 0);
+                s = replace(BASE, "\"percent\": 100", p);
+                assert_int_equal(release_parse_statement(s, strlen(s), &rel, NULL), 0);
+                assert_int_equal(release_check_statement(rel, &e, &reason), RELEASE_VERDICT_NOT_SELECTED);
+                assert_null(reason);
         }
 
         /* Buckets are spread evenly: 10 % of 20000 random machines, within a wide margin. */
@@ -751,7 +859,8 @@ static void test_create_sign_verify(void **state) {
         assert_int_equal(release_sign(signed1, n1, f->a, &signed2, &n2, &reason), -EEXIST);
         assert_reason(reason, "already signed by key");
         assert_int_equal(release_sign(signed1, n1, f->b, &signed2, &n2, NULL), 0);
-        assert_int_equal(release_check(signed2, n2, f->trust2, &e, &rel, NULL, NULL), RELEASE_VERDICT_NEW);
+        assert_int_equal(release_check(signed2, n2, f->trust2, &e, &rel, NULL, NULL, NULL),
+                         RELEASE_VERDICT_NEW);
         assert_int_equal(rel->n_files, 2);
         assert_string_equal(rel->files[0].name, "config.json"); /* sorted */
         assert_string_equal(rel->files[1].name, "model.safetensors");
@@ -903,6 +1012,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_hostile_names, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_subjects_and_urls, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_policy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_refusal_signers, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rollout, setup, teardown),
                 cmocka_unit_test(test_timestamps),
                 cmocka_unit_test_setup_teardown(test_create_sign_verify, setup, teardown),

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include "test-util.h"
 
@@ -248,6 +250,75 @@ static void test_reconcile(void **state) {
         json_decref(report);
 }
 
+static bool on_memory_fs(const char *path) {
+        struct statfs sf;
+        return statfs(path, &sf) == 0 &&
+               ((uint32_t) sf.f_type == TMPFS_MAGIC || (uint32_t) sf.f_type == RAMFS_MAGIC);
+}
+
+/* A store whose runtime directory is under base (the state directory stays in the test's). */
+static Store *open_store_runtime(const char *test, const char *base) {
+        _cleanup_free_ char *st = path_join(top, test), *state = path_join(st, "state");
+        _cleanup_free_ char *run = path_join(base, "run");
+        Store *s = NULL;
+        assert_int_equal(store_open(state, run, "m", &s), 0);
+        return s;
+}
+
+static void test_plain_check(void **state) {
+        char reason[512] = "";
+
+        /* On tmpfs: allowed, as long as it fits. */
+        if (on_memory_fs("/dev/shm")) {
+                _cleanup_free_ char *shm = strdup("/dev/shm/mk-test-XXXXXX");
+                _cleanup_(store_freep) Store *s = NULL;
+
+                assert_non_null(mkdtemp(shm));
+                s = open_store_runtime("plain-tmpfs", shm);
+                assert_int_equal(store_plain_check(s, 4096, true, "version 1", reason, sizeof(reason)), 0);
+
+#if ENABLE_FAULT_INJECTION
+                /* An (injected) tmpfs of 20 MiB: 1 MiB fits beside the 16 MiB margin, 8 MiB does not. */
+                setenv("MODELKEEPER_TEST_PLAIN_FREE_BYTES", "20MiB", 1);
+                assert_int_equal(store_plain_check(s, 1 * MIB, true, "v1", reason, sizeof(reason)), 0);
+                assert_int_equal(store_plain_check(s, 8 * MIB, true, "v2", reason, sizeof(reason)), -ENOSPC);
+                assert_non_null(strstr(reason, "not enough memory-backed space in "));
+                assert_non_null(strstr(reason, "for the plaintext of v2: need 24.1MiB (8.0MiB plus a margin "
+                                               "of 16.1MiB), have 20.0MiB"));
+                /* Overflow-proof. */
+                assert_int_equal(store_plain_check(s, UINT64_MAX - 5, true, "v3", reason, sizeof(reason)),
+                                 -ENOSPC);
+                unsetenv("MODELKEEPER_TEST_PLAIN_FREE_BYTES");
+#endif
+                (void) rm_rf_at(AT_FDCWD, shm);
+        } else
+                print_message("SKIP: /dev/shm is not a tmpfs here\n");
+
+        /* On a disk: plaintext of sealed weights is refused, naming the file system; other
+         * plaintext (an unsealed model's, already on disk) is not. */
+        {
+                const char *disk = on_memory_fs(top) ? "/var/tmp" : top;
+                _cleanup_free_ char *d = path_join(disk, "mk-test-disk-XXXXXX");
+                _cleanup_(store_freep) Store *s = NULL;
+
+                if (on_memory_fs(disk)) {
+                        print_message("SKIP: no disk-backed directory to test with\n");
+                        return;
+                }
+                assert_non_null(mkdtemp(d));
+                s = open_store_runtime("plain-disk", d);
+                assert_int_equal(store_plain_check(s, 4096, true, "v1", reason, sizeof(reason)), -EMEDIUMTYPE);
+                assert_non_null(strstr(reason, "refusing to write the plaintext of v1 to "));
+                assert_non_null(strstr(reason, "not on a memory-backed file system (tmpfs or ramfs)"));
+                assert_null(strstr(reason, "tmpfs,")); /* names the actual type */
+                assert_true(strstr(reason, "it is on ext") || strstr(reason, "it is on xfs") ||
+                            strstr(reason, "it is on btrfs") || strstr(reason, "it is on overlayfs") ||
+                            strstr(reason, "it is on file system type 0x"));
+                assert_int_equal(store_plain_check(s, 4096, false, "v1", reason, sizeof(reason)), 0);
+                (void) rm_rf_at(AT_FDCWD, d);
+        }
+}
+
 static void test_version_ids(void **state) {
         assert_true(version_id_is_valid("1"));
         assert_true(version_id_is_valid("42~int8"));
@@ -281,6 +352,7 @@ int main(void) {
                 cmocka_unit_test(test_import_and_refusals),
                 cmocka_unit_test(test_activate_rollback_gc),
                 cmocka_unit_test(test_reconcile),
+                cmocka_unit_test(test_plain_check),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
