@@ -192,7 +192,7 @@ static bool is_new_version(ActivationKind kind) {
 }
 
 static void fmt_number(char *buf, size_t size, double v) {
-        (void) expr_format_number(v, buf, size);
+        (void) expr_format_short(v, buf, size); /* 6 significant digits: these are messages */
 }
 
 /* --- exec actions ------------------------------------------------------------------------- */
