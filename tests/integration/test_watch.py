@@ -313,6 +313,51 @@ metrics:
         self.assertIsNone(st["probation"])
         self.assertEqual(st["last_good"], "1")
 
+    def test_recompressed_version_fails_probation(self):
+        """A derived version is judged like any other: it fails its probation against its parent's
+        baseline, the parent is restored, and the derived version is quarantined, so that a rule
+        still firing cannot rebuild and reactivate it in a loop."""
+        tmp = tempfile.mkdtemp(prefix="mk-compressor-")
+        self.tmp.append(tmp)
+        compressor = os.path.join(tmp, "halve.py")
+        with open(compressor, "w") as f:
+            f.write("#!/usr/bin/python3\nimport os, sys\n"
+                    "for n in os.listdir(sys.argv[1]):\n"
+                    "    data = open(os.path.join(sys.argv[1], n), 'rb').read()\n"
+                    "    open(os.path.join(sys.argv[2], n), 'wb').write(data[::2])\n")
+        os.chmod(compressor, 0o755)
+        d = self.start_with_server(self.PROBATION + f"""recompress:
+  profiles:
+    small: {{method: exec, command: [{compressor}, "{{input}}", "{{output}}"]}}
+""")
+        self.server.set(accuracy=0.95, errors_total=0)
+        self.wait_scraped()
+        d.ctl("import", "m", self.src("v1", b"one"), "--activate")
+        d.wait_log("Model m: version 1 promoted", timeout=15)
+        self.server.set(version="1~small", accuracy=0.6)     # the smaller model is worse
+        d.ctl("recompress", "m", "small", timeout=60)
+        mk.wait_for(lambda: self.active() == "1" and self.server.state()["version"] == "1", timeout=20,
+                    what="the rollback to the parent")
+        v = self.versions()
+        self.assertEqual(v["1~small"]["state"], ["previous", "quarantined"])
+        self.assertEqual(v["1~small"]["origin"], "derived")
+        self.assertEqual(v["1"]["state"], ["active", "good"])
+        logs = d.logs()
+        self.assertIn("baseline(accuracy) = 0.95, from version 1, for version 1~small", logs)
+        self.assertRegex(logs, r"version 1~small probation round 1: fail .* accuracy: fail, value 0.6, min 0.94")
+        self.assertIn("version 1~small quarantined: rollout analysis failed", logs)
+        self.assertRegex(logs, r"MODEL=m VERSION=1 FROM_VERSION=1~small RULE=rollout:accuracy ACTION=rollback")
+        st = state_json(d)
+        self.assertEqual(st["quarantine"], ["1~small"])
+        self.assertEqual(st["last_good"], "1")
+        # Building it again is refused until an operator releases it.
+        p = d.ctl("recompress", "m", "small", check=False, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("quarantined", p.stderr)
+        self.assertEqual(self.active(), "1")
+        d.ctl("release", "m", "1~small")
+        self.assertNotIn("quarantined", self.versions()["1~small"]["state"])
+
     def test_probation_survives_restart(self):
         d = self.start_with_server(self.PROBATION.replace("interval: 1s", "interval: 2s")
                                    .replace("iterations: 3", "iterations: 4"))
