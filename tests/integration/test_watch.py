@@ -164,7 +164,10 @@ rules:
                                 "-cert", cert, "-key", key], cwd=www,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(srv)
-        mk.wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, what="openssl s_server")
+        def listening():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        mk.wait_for(listening, what="openssl s_server")
         d.write_model("m", f"""model: m
 metrics:
   scrape:
@@ -275,7 +278,8 @@ metrics:
         self.assertEqual(self.versions()["2"]["state"], ["active", "probation"])
         self.assertEqual(state_json(d)["probation"]["version"], "2")
         self.assertEqual(state_json(d)["probation"]["from"], "1")
-        self.assertEqual(d.status()[0]["state"], "probation")
+        # (The model may still be busy a moment after the activation: the server told, gc.)
+        mk.wait_for(lambda: d.status()[0]["state"] == "probation", what="status: probation")
         d.wait_log("Model m: version 2 promoted", timeout=15)
         logs = d.logs()
         self.assertIn("baseline(accuracy) = 0.95, from version 1, for version 2", logs)
