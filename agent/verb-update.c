@@ -317,6 +317,58 @@ static int on_restart(void *userdata) {
         return install_file_truncate(((FileCtx *) userdata)->file);
 }
 
+/* A cut download that was being sealed cannot resume mid-file (the file key lives only in this
+ * process's memory), but the files it had finished need not be fetched again: each sealed file
+ * whose size and signed digest were checked gets a marker "sealed-<name>" in the staging
+ * directory (not in files/, which becomes the version): "<size> <stored size> <sha256 hex>". A
+ * marker counts only when it names this release's size and digest and files/<name>.age is there
+ * with the stored size; activation checks the plaintext digests again in any case. */
+static char *sealed_marker_name(const ReleaseFile *rf) {
+        return xasprintf("sealed-%s", rf->name);
+}
+
+static bool sealed_marker_get(int sdfd, int files_fd, const ReleaseFile *rf, const char *suffix,
+                              uint64_t *ret_stored) {
+        _cleanup_free_ char *marker = sealed_marker_name(rf), *stored = xasprintf("%s%s", rf->name, suffix),
+                            *text = NULL;
+        char hex[SHA256_HEX_SIZE + 1];
+        uint64_t size, stored_size;
+        struct stat st;
+        size_t n;
+
+        if (!marker || !stored || read_full_file_at(sdfd, marker, 256, true, &text, &n) < 0)
+                return false;
+        if (sscanf(text, "%" SCNu64 " %" SCNu64 " %64s", &size, &stored_size, hex) != 3 || size != rf->size ||
+            !streq(hex, rf->sha256_hex))
+                return false;
+        if (fstatat(files_fd, stored, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            (uint64_t) st.st_size != stored_size)
+                return false;
+        *ret_stored = stored_size;
+        return true;
+}
+
+static void sealed_marker_put(int sdfd, const ReleaseFile *rf, uint64_t stored_size) {
+        _cleanup_free_ char *marker = sealed_marker_name(rf), *text = NULL;
+        int r;
+
+        text = xasprintf("%" PRIu64 " %" PRIu64 " %s\n", rf->size, stored_size, rf->sha256_hex);
+        if (!marker || !text)
+                return;
+        /* Only an optimisation for a later resume: a failure costs a download, nothing else. */
+        r = write_file_atomic_at(sdfd, marker, text, strlen(text), 0600);
+        if (r < 0)
+                log_debug_errno(r, "Cannot write %s in staging: %m", marker);
+}
+
+static void sealed_markers_remove(int sdfd, const Release *rel) {
+        for (size_t i = 0; i < rel->n_files; i++) {
+                _cleanup_free_ char *marker = sealed_marker_name(&rel->files[i]);
+                if (marker)
+                        (void) unlinkat(sdfd, marker, 0);
+        }
+}
+
 /* Does staging/<name> hold a download of this very document (a resume), and how many of its
  * bytes are there already? Only looks: the space check comes before anything is created. */
 static bool staging_peek(Store *s, const char *name, const char *doc, size_t doc_size, const Release *rel,
@@ -334,7 +386,10 @@ static bool staging_peek(Store *s, const char *name, const char *doc, size_t doc
         ffd = openat(dfd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         for (size_t i = 0; ffd >= 0 && i < rel->n_files; i++) {
                 struct stat st;
-                if (fstatat(ffd, rel->files[i].name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode))
+                _cleanup_free_ char *marker = sealed_marker_name(&rel->files[i]);
+                if (marker && faccessat(dfd, marker, F_OK, AT_SYMLINK_NOFOLLOW) >= 0)
+                        already += rel->files[i].size; /* sealed and complete (checked when used) */
+                else if (fstatat(ffd, rel->files[i].name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode))
                         already += MIN((uint64_t) st.st_size, rel->files[i].size);
         }
         *ret_already = already;
@@ -532,7 +587,7 @@ int verb_update(Agent *a) {
                 const ReleaseFile *rf = &rel->files[i];
                 _cleanup_free_ char *url = NULL, *why = NULL;
                 uint8_t digest[SHA256_DIGEST_SIZE];
-                uint64_t offset = 0;
+                uint64_t offset = 0, stored = 0;
                 InstallFile f;
 
                 r = fetch_join_url(src->url, rf->url, &url);
@@ -540,6 +595,21 @@ int verb_update(Agent *a) {
                         discard_staging(s, staging);
                         return refuse(a, r, &refusal, "file '%s': URL '%s' leaves the repository", rf->name,
                                       rf->url);
+                }
+                if (seal && sealed_marker_get(sdfd, files_fd, rf, seal->suffix ?: "", &stored)) {
+                        meta->files[i].name = strdup(rf->name);
+                        if (!meta->files[i].name)
+                                return -ENOMEM;
+                        memcpy(meta->files[i].sha256, rf->sha256, SHA256_DIGEST_SIZE);
+                        meta->files[i].size = rf->size;
+                        meta->files[i].stored_size = stored;
+                        meta->n_files++;
+                        meta->total_size += rf->size;
+                        prog.base += rf->size;
+                        agent_progress(a, "download", prog.base, prog.total);
+                        log_info("%s: '%s' was sealed and checked before the cut; not fetched again.", id,
+                                 rf->name);
+                        continue;
                 }
                 r = install_file_open_resume(&f, files_fd, rf->name, rf->size, seal, &offset);
                 if (r < 0)
@@ -592,8 +662,17 @@ int verb_update(Agent *a) {
                 memcpy(meta->files[i].sha256, digest, SHA256_DIGEST_SIZE);
                 meta->n_files++;
                 meta->total_size += rf->size;
+                if (seal && i + 1 < rel->n_files)
+                        sealed_marker_put(sdfd, rf, meta->files[i].stored_size);
         }
         meta->installed = now_realtime_usec();
+        /* staging/<name>/ becomes the version: only files/ and the documents go with it. */
+        if (seal) {
+                sealed_markers_remove(sdfd, rel);
+                r = fsync_directory_at(sdfd, NULL);
+                if (r < 0)
+                        return agent_result_error(a, r, "cannot prepare the commit of version %s: %m", id);
+        }
 
         r = store_commit(s, staging, meta, doc, doc_size);
         if (r < 0)

@@ -281,6 +281,50 @@ class UpdateTest(unittest.TestCase):
         with open(os.path.join(self.d.state, "models", "m", "versions", "1", "files", "model.bin"), "rb") as f:
             self.assertEqual(f.read(), data)
 
+    def test_sealed_resume_keeps_finished_files(self):
+        # Sealing as it downloads: the file being sealed when the agent is stopped starts over
+        # (its key was only in the agent's memory), the files sealed before are not fetched again.
+        identity = os.path.join(self.tmp, "identity")
+        out = run(mk.CTL, "keygen", "--type", "age", "--out", identity).stdout
+        recipient = out.split("recipient: ")[1].strip()
+        self.repo = Repo(self.tmp, self.pki)
+        self.d = mk.Daemon(f"trust: {{keys: [{self.keys['k1']}.pub]}}\n"
+                           f"encryption: {{recipient: {recipient}, identity_file: {identity}}}\n",
+                           {"m": self.model_file(model_extra="storage: {encrypt: true}\n")})
+        self.d.start()
+        mk.wait_for(lambda: self.d.status()[0]["state"] != "busy", what="start-up reconcile")
+        first, second = os.urandom(256 * 1024), os.urandom(4 * 1024 * 1024)
+        second_path = "/blobs/sha256/" + hashlib.sha256(second).hexdigest()
+        first_path = "/blobs/sha256/" + hashlib.sha256(first).hexdigest()
+        self.repo.rules([{"match": "^" + second_path, "mode": "slow", "bps": 1024 * 1024}])
+        self.repo.publish(1, {"a.bin": first, "b.bin": second}, [self.keys["k1"]])
+        p = subprocess.Popen([mk.CTL, "--socket", self.d.socket, "update", "m"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        staging = os.path.join(self.d.state, "models", "m", "staging", "fetch-1")
+        partial = os.path.join(staging, "files", "b.bin.age")
+        mk.wait_for(lambda: os.path.exists(partial) and os.path.getsize(partial) > 256 * 1024, what="b.bin under way")
+        self.assertTrue(os.path.exists(os.path.join(staging, "sealed-a.bin")))
+        self.assertEqual(self.d.stop(), 0)
+        p.communicate()
+        self.assertEqual(self.repo.requests(first_path), 1)
+        self.repo.rules([])
+        self.d.start()
+        mk.wait_for(lambda: self.d.status()[0]["state"] != "busy", what="reconcile")
+        self.update()
+        self.assertIn("'a.bin' was sealed and checked before the cut; not fetched again", self.d.logs())
+        self.assertEqual(self.repo.requests(first_path), 1)
+        version = os.path.join(self.d.state, "models", "m", "versions", "1")
+        self.assertEqual(sorted(os.listdir(version)), ["files", "meta.json", "release.json"])
+        self.assertEqual(sorted(os.listdir(os.path.join(version, "files"))), ["a.bin.age", "b.bin.age"])
+        with open(os.path.join(version, "meta.json")) as f:
+            meta = json.load(f)
+        sizes = {f["name"]: (f["size"], f["sha256"]) for f in meta["files"]}
+        self.assertEqual(sizes["a.bin"], (len(first), hashlib.sha256(first).hexdigest()))
+        plain = os.path.join(self.d.runtime, "plain", "m", "1")
+        for name, data in (("a.bin", first), ("b.bin", second)):
+            with open(os.path.join(plain, name), "rb") as f:
+                self.assertEqual(f.read(), data)
+
     # --- the signed document ---------------------------------------------------------------
 
     def test_payload_byte_flipped(self):
