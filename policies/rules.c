@@ -315,7 +315,7 @@ int policy_new(const ModelConfig *m, Policy **ret, PolicyError *err) {
 }
 
 int policy_new_store_with_interval(const Policy *p, uint64_t interval, SeriesStore **ret, char *msg, size_t msg_size) {
-        SeriesStoreOptions o = {.min_interval = interval};
+        SeriesStoreOptions o = {.min_interval = interval, .min_samples = p->min_samples};
         Selector *const *sel;
         size_t n;
 
@@ -324,7 +324,8 @@ int policy_new_store_with_interval(const Policy *p, uint64_t interval, SeriesSto
 }
 
 int policy_new_store(const Policy *p, SeriesStore **ret, char *msg, size_t msg_size) {
-        SeriesStoreOptions o = {.min_interval = p->min_interval, .targets = p->targets};
+        SeriesStoreOptions o = {
+                .min_interval = p->min_interval, .min_samples = p->min_samples, .targets = p->targets};
         Selector *const *sel;
         size_t n;
 

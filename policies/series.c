@@ -475,11 +475,11 @@ int series_store_new(Selector *const *selectors, size_t n_selectors, const Serie
                 s->span = MAX(s->span, selectors[i]->history);
         {
                 uint64_t iv = MAX(o->min_interval, (uint64_t) USEC_PER_MSEC);
-                uint64_t cap = s->span / iv + 2;
+                uint64_t cap = MAX(s->span / iv + 2, (uint64_t) o->min_samples + 2);
                 if (cap > 1000000) {
                         snprintf(msg, msg_size,
-                                 "the longest range needs %" PRIu64 " samples per series at this scrape interval "
-                                 "(limit 1000000)",
+                                 "the longest range (or rollout.min_samples) needs %" PRIu64
+                                 " samples per series at this scrape interval (limit 1000000)",
                                  cap);
                         return -E2BIG;
                 }

@@ -95,6 +95,8 @@ typedef struct SeriesStore SeriesStore;
 typedef struct SeriesStoreOptions {
         uint64_t min_interval;    /* shortest scrape (or sample) interval, usec; sizes the rings */
         uint64_t lookback;        /* instant-query lookback; 0: 5m */
+        size_t min_samples;       /* samples a series must be able to hold at least (a rollout's
+                                   * min_samples counts them), besides what the ranges need */
         size_t max_series;        /* stored series; 0: 4096 */
         size_t max_ignored;       /* remembered "not referenced" series; 0: max_series */
         size_t max_label_bytes;   /* label text of one stored series; 0: 2048 */

@@ -349,6 +349,23 @@ static void test_rollout_no_data(void **state) {
         r = round_at(&x, M(2));
         assert_int_equal(r.verdict, ROUND_PASS);
         sim_done(&x);
+
+        /* More samples than the 5m lookback holds at this interval (22): the rings are sized for
+         * min_samples too, or the count would stop short of it and every round be inconclusive. */
+        sim_rollout(&x, "inconclusive", 30);
+        traffic(&x, M(0), 0.96, 0.1);
+        policy_snapshot_baselines(x.p, x.s, M(0));
+        policy_rollout_start(x.p, "43", M(0));
+        for (unsigned i = 1; i <= 29; i++)
+                traffic(&x, S(15 * i), 0.96, 0.1);
+        r = round_at(&x, M(8));
+        assert_int_equal(r.verdict, ROUND_INCONCLUSIVE);
+        assert_string_equal(r.checks[0].reason, "29 of 30 samples since the activation");
+        traffic(&x, S(15 * 30), 0.96, 0.1);
+        traffic(&x, M(9), 0.96, 0.1);
+        r = round_at(&x, M(9));
+        assert_int_equal(r.verdict, ROUND_PASS);
+        sim_done(&x);
 }
 
 static void test_restart_during_probation(void **state) {
