@@ -637,6 +637,7 @@ typedef struct Writeback {
         uint64_t written; /* bytes written since base */
         uint64_t started; /* [0, started): writeback started */
         uint64_t dropped; /* [0, dropped): written back and dropped from the page cache */
+        uint64_t page;    /* the page size: windows end on page boundaries of the file */
 } Writeback;
 
 static void writeback_init(Writeback *w, int fd) {
@@ -660,6 +661,7 @@ static void writeback_init(Writeback *w, int fd) {
         w->on = true;
         w->fd = fd;
         w->base = pos;
+        w->page = sysconf(_SC_PAGESIZE) > 0 ? (uint64_t) sysconf(_SC_PAGESIZE) : 4096;
 }
 
 /* sync_file_range() on [from, to) of our output: 0, or a negative errno that is a write error. An
@@ -679,15 +681,22 @@ static int writeback_range(Writeback *w, uint64_t from, uint64_t to, unsigned fl
 
 /* n more bytes were written. */
 static int writeback_account(Writeback *w, size_t n) {
+        uint64_t upto;
         int r;
 
         w->written += n;
-        if (!w->on || w->written - w->started < WRITEBACK_WINDOW)
+        if (!w->on)
                 return 0;
-        r = writeback_range(w, w->started, w->written, SYNC_FILE_RANGE_WRITE);
+        /* Up to a page boundary only: a sealed file's chunks (64 KiB + 16) end mid-page, and the
+         * next write into a page that is under writeback waits for it where the device wants
+         * stable pages (virtio-blk here: sealing to disk ran at half the speed of opening). */
+        upto = ((uint64_t) w->base + w->written) / w->page * w->page - (uint64_t) w->base;
+        if (upto <= w->started || upto - w->started < WRITEBACK_WINDOW)
+                return 0;
+        r = writeback_range(w, w->started, upto, SYNC_FILE_RANGE_WRITE);
         if (r < 0 || !w->on)
                 return r;
-        w->started = w->written;
+        w->started = upto;
 
         if (w->started - w->dropped >= 2 * WRITEBACK_WINDOW) {
                 uint64_t end = w->started - WRITEBACK_WINDOW;
