@@ -108,9 +108,10 @@ rules:
   - {{name: no-such-metric, when: node_no_such_metric > 0, action: log}}
 """)
         d.start()
-        mk.wait_for(lambda: os.path.exists(marker), timeout=15, what="the exec action")
-        with open(marker) as f:
-            self.assertEqual(f.read().strip(), "m none")
+        # (The shell creates the file before it writes the line: wait for the line.)
+        mk.wait_for(lambda: os.path.exists(marker) and read(marker).endswith("\n"), timeout=15,
+                    what="the exec action")
+        self.assertEqual(read(marker).strip(), "m none")
         d.wait_log("rule clock-runs inactive -> firing: node_time_seconds > 0 = ", timeout=5)
         logs = d.logs()
         # The journal fields of a rule decision (console form in tests).
