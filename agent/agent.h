@@ -42,6 +42,10 @@ int agent_result_ok(Agent *a, json_t *data);
 int agent_result_error(Agent *a, int error, const char *fmt, ...) _printf_(3, 4);
 /* The same with facts for the daemon (stolen), e.g. {"refused": true, "keyids": [...]}. */
 int agent_result_error_data(Agent *a, int error, json_t *data, const char *fmt, ...) _printf_(4, 5);
+/* The verb's arguments as a getopt_long() argv (verb name first), NULL-terminated, in *ret_argc
+ * entries; pointers into a->args (which outlives it: getopt permutes the pointers only), so free
+ * only the array. Also resets getopt (optind 0, opterr 0). NULL on OOM. */
+char **agent_getopt_argv(const Agent *a, int *ret_argc);
 
 typedef struct AgentVerb {
         const char *name;

@@ -83,6 +83,21 @@ _printf_(4, 0) static int agent_result_errorv(Agent *a, int error, json_t *data,
         return agent_result(a, error, data, reason);
 }
 
+char **agent_getopt_argv(const Agent *a, int *ret_argc) {
+        int argc = (int) strv_length(a->args) + 1;
+        char **argv = calloc((size_t) argc + 1, sizeof(char *));
+
+        if (!argv)
+                return NULL;
+        argv[0] = (char *) a->verb;
+        for (int i = 1; i < argc; i++)
+                argv[i] = a->args[i - 1];
+        optind = 0;
+        opterr = 0;
+        *ret_argc = argc;
+        return argv;
+}
+
 int agent_result_error(Agent *a, int error, const char *fmt, ...) {
         va_list ap;
         int r;

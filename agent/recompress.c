@@ -25,42 +25,16 @@ const char *tensor_action_to_string(TensorAction a) {
         return tensor_action_table[a];
 }
 
-static char *sanitize(const char *s) {
-        size_t n = strnlen(s, 128);
-        char *c = memdup_or_null(s, n);
-
-        if (c)
-                for (char *p = c; *p; p++)
-                        if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                                *p = '?';
-        return c;
-}
-
-_printf_(3, 4) static int set_error(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                char *m = NULL;
-
-                va_start(ap, fmt);
-                if (vasprintf(&m, fmt, ap) < 0)
-                        m = NULL;
-                va_end(ap);
-                free(*ret_error);
-                *ret_error = m;
-        }
-        return r;
-}
 
 /* Prefix an error already set by a lower layer with the file it is about. */
 static int prefix_error(char **ret_error, int r, const char *name) {
-        _cleanup_free_ char *q = sanitize(name);
+        _cleanup_free_ char *q = safetensors_sanitize_name(name);
 
         if (ret_error && *ret_error) {
                 _cleanup_free_ char *m = TAKE_PTR(*ret_error);
-                return set_error(ret_error, r, "%s: %s", strna(q), m);
+                return safetensors_set_error(ret_error, r, "%s: %s", strna(q), m);
         }
-        return set_error(ret_error, r, "%s: %s", strna(q), strerror(-r));
+        return safetensors_set_error(ret_error, r, "%s: %s", strna(q), strerror(-r));
 }
 
 /* ---- planning ---- */
@@ -104,10 +78,10 @@ int recompress_plan(const RecompressProfile *profile, const SafetensorsHeader *i
         assert_return(profile && in && ret, -EINVAL);
 
         if (!IN_SET_METHOD(profile->method))
-                return set_error(ret_error, -EOPNOTSUPP, "method '%s' is not a built-in re-compression method",
+                return safetensors_set_error(ret_error, -EOPNOTSUPP, "method '%s' is not a built-in re-compression method",
                                  strna(recompress_method_to_string(profile->method)));
         if (profile->method == METHOD_PRUNE && !(profile->sparsity >= 0.0 && profile->sparsity <= 1.0))
-                return set_error(ret_error, -EINVAL, "sparsity %g is not within [0, 1]", profile->sparsity);
+                return safetensors_set_error(ret_error, -EINVAL, "sparsity %g is not within [0, 1]", profile->sparsity);
 
         p = calloc(1, sizeof(RecompressPlan));
         if (!p)
@@ -191,8 +165,8 @@ int recompress_plan(const RecompressProfile *profile, const SafetensorsHeader *i
                                                 goto finish;
                                         }
                                         if (json_object_get(names, tp->scale_name)) {
-                                                _cleanup_free_ char *q = sanitize(tp->scale_name);
-                                                r = set_error(ret_error, -EEXIST,
+                                                _cleanup_free_ char *q = safetensors_sanitize_name(tp->scale_name);
+                                                r = safetensors_set_error(ret_error, -EEXIST,
                                                               "tensor '%s' already exists: is the model quantised already?",
                                                               strna(q));
                                                 goto finish;
@@ -609,13 +583,13 @@ static int ctx_reopen(Ctx *c) {
         ctx_close_input(c);
         r = c->in->open(c->in->userdata, c->name, &c->r);
         if (r < 0)
-                return set_error(c->ret_error, r, "cannot open again for the next pass: %s", strerror(-r));
+                return safetensors_set_error(c->ret_error, r, "cannot open again for the next pass: %s", strerror(-r));
         c->r_open = true;
         r = safetensors_read_header(&c->r, &h, NULL, c->ret_error);
         if (r < 0)
                 return r;
         if (!headers_equal(h, c->h))
-                return set_error(c->ret_error, -ESTALE, "the file changed between passes");
+                return safetensors_set_error(c->ret_error, -ESTALE, "the file changed between passes");
         return 0;
 }
 
@@ -626,7 +600,7 @@ static int ctx_start_pass(Ctx *c, bool final) {
         ring_reset(&c->rin);
         r = start_thread(&c->reader, reader_thread, c);
         if (r < 0)
-                return set_error(c->ret_error, r, "cannot start the reader thread: %s", strerror(-r));
+                return safetensors_set_error(c->ret_error, r, "cannot start the reader thread: %s", strerror(-r));
         c->reader_running = true;
         return 0;
 }
@@ -643,12 +617,12 @@ static const uint8_t *ctx_next(Ctx *c, size_t expected, int *ret) {
                 return b;
         }
         if (e == -EPIPE && c->rin.error_tensor < c->h->n_tensors) {
-                _cleanup_free_ char *q = sanitize(c->h->tensors[c->rin.error_tensor].name);
-                *ret = set_error(c->ret_error, -EBADMSG, "data ends inside tensor '%s' (file truncated)", strna(q));
+                _cleanup_free_ char *q = safetensors_sanitize_name(c->h->tensors[c->rin.error_tensor].name);
+                *ret = safetensors_set_error(c->ret_error, -EBADMSG, "data ends inside tensor '%s' (file truncated)", strna(q));
         } else if (e < 0)
-                *ret = set_error(c->ret_error, e, "read error in tensor data: %s", strerror(-e));
+                *ret = safetensors_set_error(c->ret_error, e, "read error in tensor data: %s", strerror(-e));
         else
-                *ret = set_error(c->ret_error, -EIO, "internal error: input ended early");
+                *ret = safetensors_set_error(c->ret_error, -EIO, "internal error: input ended early");
         return NULL;
 }
 
@@ -658,7 +632,7 @@ static uint8_t *ctx_out(Ctx *c, int *ret) {
 
         if (!b) {
                 int e = c->rout.error;
-                *ret = set_error(c->ret_error, e < 0 ? e : -EIO, "write error: %s", strerror(e < 0 ? -e : EIO));
+                *ret = safetensors_set_error(c->ret_error, e < 0 ? e : -EIO, "write error: %s", strerror(e < 0 ? -e : EIO));
         }
         return b;
 }
@@ -711,8 +685,8 @@ static int process_block(Ctx *c, size_t i, uint64_t off, const uint8_t *in, size
                         r = quant_int8_row(t->dtype, in + j * row_bytes, (size_t) tp->cols, (int8_t *) out + j * tp->cols,
                                            &c->scales[row0 + j], &c->stats[i]);
                         if (r == -EDOM || r == -ERANGE) {
-                                _cleanup_free_ char *q = sanitize(t->name);
-                                return set_error(c->ret_error, r,
+                                _cleanup_free_ char *q = safetensors_sanitize_name(t->name);
+                                return safetensors_set_error(c->ret_error, r,
                                                  "tensor '%s' row %" PRIu64 " holds %s: it cannot be quantised to int8",
                                                  strna(q), row0 + j,
                                                  r == -EDOM ? "NaN or Inf" : "values beyond the float32 range");
@@ -784,9 +758,9 @@ static int run_pass(Ctx *c) {
                 int e;
                 const uint8_t *b = ring_peek(&c->rin, &n, &e);
                 if (b || e == -EXFULL)
-                        return set_error(c->ret_error, -EBADMSG, "file has trailing bytes after the last tensor");
+                        return safetensors_set_error(c->ret_error, -EBADMSG, "file has trailing bytes after the last tensor");
                 if (e < 0)
-                        return set_error(c->ret_error, e, "read error: %s", strerror(-e));
+                        return safetensors_set_error(c->ret_error, e, "read error: %s", strerror(-e));
         }
         stop_reader(c);
         return 0;
@@ -879,7 +853,7 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
 
         r = in->open(in->userdata, name, &c.r);
         if (r < 0)
-                return set_error(ret_error, r, "cannot open: %s", strerror(-r));
+                return safetensors_set_error(ret_error, r, "cannot open: %s", strerror(-r));
         c.r_open = true;
 
         r = safetensors_read_header(&c.r, &h, &header_size, ret_error);
@@ -961,13 +935,13 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
         /* The writing pass: the header, then the data through the writer thread. */
         r = safetensors_writer_new(out, plan->output, &w);
         if (r < 0) {
-                set_error(ret_error, r, "cannot write the output header: %s", strerror(-r));
+                safetensors_set_error(ret_error, r, "cannot write the output header: %s", strerror(-r));
                 goto finish;
         }
         c.w = w;
         r = start_thread(&c.writer, writer_thread, &c);
         if (r < 0) {
-                set_error(ret_error, r, "cannot start the writer thread: %s", strerror(-r));
+                safetensors_set_error(ret_error, r, "cannot start the writer thread: %s", strerror(-r));
                 goto finish;
         }
         c.writer_running = true;
@@ -980,12 +954,12 @@ static int stream_convert(const RecompressProfile *profile, const RecompressInpu
         r = ring_drain(&c.rout);
         stop_writer(&c);
         if (r < 0) {
-                set_error(ret_error, r, "write error: %s", strerror(-r));
+                safetensors_set_error(ret_error, r, "write error: %s", strerror(-r));
                 goto finish;
         }
         r = safetensors_writer_finish(w);
         if (r < 0) {
-                set_error(ret_error, r, "output incomplete");
+                safetensors_set_error(ret_error, r, "output incomplete");
                 goto finish;
         }
 
@@ -1088,13 +1062,13 @@ static int convert_one(const RecompressProfile *profile, const RecompressInput *
 
         r = out->open(out->userdata, name, &w);
         if (r < 0)
-                return set_error(ret_error, r, "%s: cannot create the output: %s", name, strerror(-r));
+                return safetensors_set_error(ret_error, r, "%s: cannot create the output: %s", name, strerror(-r));
         r = stream_convert(profile, in, name, &w, ret_stats, ret_output, total, ret_error);
         k = out->close ? out->close(out->userdata, name, &w, r >= 0) : 0;
         if (r < 0)
                 return prefix_error(ret_error, r, name);
         if (k < 0)
-                return set_error(ret_error, k, "%s: cannot finish the output: %s", name, strerror(-k));
+                return safetensors_set_error(ret_error, k, "%s: cannot finish the output: %s", name, strerror(-k));
         return 0;
 }
 
@@ -1145,7 +1119,7 @@ int recompress_model(const RecompressProfile *profile, const RecompressInput *in
         assert_return(profile && in && in->open && out && out->open && name, -EINVAL);
 
         if (!filename_is_safe(name))
-                return set_error(ret_error, -EINVAL, "'%s' is not a safe file name", name);
+                return safetensors_set_error(ret_error, -EINVAL, "'%s' is not a safe file name", name);
 
         files = json_object();
         root = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}",
@@ -1174,7 +1148,7 @@ int recompress_model(const RecompressProfile *profile, const RecompressInput *in
         } else {
                 r = read_small_file(in, name, SAFETENSORS_INDEX_MAX, &text, &size);
                 if (r < 0) {
-                        set_error(ret_error, r, "%s: cannot read: %s", name, strerror(-r));
+                        safetensors_set_error(ret_error, r, "%s: cannot read: %s", name, strerror(-r));
                         goto finish;
                 }
                 r = safetensors_index_parse(text, size, &idx, ret_error);
@@ -1191,7 +1165,7 @@ int recompress_model(const RecompressProfile *profile, const RecompressInput *in
 
                         r = in->open(in->userdata, idx->shards[s], &sr);
                         if (r < 0) {
-                                set_error(ret_error, r, "%s: shard '%s' cannot be opened: %s", name, idx->shards[s],
+                                safetensors_set_error(ret_error, r, "%s: shard '%s' cannot be opened: %s", name, idx->shards[s],
                                           strerror(-r));
                                 goto finish;
                         }
@@ -1243,7 +1217,7 @@ int recompress_model(const RecompressProfile *profile, const RecompressInput *in
                         goto finish;
                 r = write_small_file(out, name, index_out, size);
                 if (r < 0) {
-                        set_error(ret_error, r, "%s: cannot write the index: %s", name, strerror(-r));
+                        safetensors_set_error(ret_error, r, "%s: cannot write the index: %s", name, strerror(-r));
                         goto finish;
                 }
         }

@@ -86,7 +86,7 @@ bool safetensors_dtype_is_float(SafetensorsDtype d) {
 }
 
 /* Errors name tensors from the file: keep the message one printable line of bounded length. */
-static char *sanitize_name(const char *s) {
+char *safetensors_sanitize_name(const char *s) {
         size_t n = strnlen(s, 128);
         char *c = memdup_or_null(s, n);
 
@@ -98,7 +98,7 @@ static char *sanitize_name(const char *s) {
         return c;
 }
 
-_printf_(3, 4) static int set_error(char **ret_error, int r, const char *fmt, ...) {
+int safetensors_set_error(char **ret_error, int r, const char *fmt, ...) {
         va_list ap;
 
         if (ret_error) {
@@ -147,7 +147,7 @@ static int uint64_from_json(const json_t *v, uint64_t *ret) {
 }
 
 static int parse_tensor(const char *name, json_t *o, SafetensorsTensor *t, char **ret_error) {
-        _cleanup_free_ char *qname = sanitize_name(name);
+        _cleanup_free_ char *qname = safetensors_sanitize_name(name);
         _cleanup_free_ uint64_t *shape = NULL;
         json_t *dtype, *shape_j, *offsets;
         SafetensorsDtype d;
@@ -159,63 +159,63 @@ static int parse_tensor(const char *name, json_t *o, SafetensorsTensor *t, char 
         if (!qname)
                 return -ENOMEM;
         if (!json_is_object(o))
-                return set_error(ret_error, -EBADMSG, "tensor '%s': entry is not an object", qname);
+                return safetensors_set_error(ret_error, -EBADMSG, "tensor '%s': entry is not an object", qname);
 
         json_object_foreach(o, key, v)
                 if (!streq(key, "dtype") && !streq(key, "shape") && !streq(key, "data_offsets"))
-                        return set_error(ret_error, -EBADMSG, "tensor '%s': unknown key in entry", qname);
+                        return safetensors_set_error(ret_error, -EBADMSG, "tensor '%s': unknown key in entry", qname);
 
         dtype = json_object_get(o, "dtype");
         shape_j = json_object_get(o, "shape");
         offsets = json_object_get(o, "data_offsets");
         if (!dtype || !shape_j || !offsets)
-                return set_error(ret_error, -EBADMSG, "tensor '%s': entry needs dtype, shape and data_offsets",
+                return safetensors_set_error(ret_error, -EBADMSG, "tensor '%s': entry needs dtype, shape and data_offsets",
                                  qname);
         if (!json_is_string(dtype))
-                return set_error(ret_error, -EBADMSG, "tensor '%s': dtype is not a string", qname);
+                return safetensors_set_error(ret_error, -EBADMSG, "tensor '%s': dtype is not a string", qname);
         d = safetensors_dtype_from_string(json_string_value(dtype));
         if (d < 0) {
-                _cleanup_free_ char *qd = sanitize_name(json_string_value(dtype));
-                return set_error(ret_error, -EOPNOTSUPP, "tensor '%s': unknown dtype '%s'", qname, strna(qd));
+                _cleanup_free_ char *qd = safetensors_sanitize_name(json_string_value(dtype));
+                return safetensors_set_error(ret_error, -EOPNOTSUPP, "tensor '%s': unknown dtype '%s'", qname, strna(qd));
         }
 
         if (!json_is_array(shape_j))
-                return set_error(ret_error, -EBADMSG, "tensor '%s': shape is not an array", qname);
+                return safetensors_set_error(ret_error, -EBADMSG, "tensor '%s': shape is not an array", qname);
         n_dims = json_array_size(shape_j);
         if (n_dims > SAFETENSORS_DIMS_MAX)
-                return set_error(ret_error, -EBADMSG, "tensor '%s': shape has more than %u dimensions", qname,
+                return safetensors_set_error(ret_error, -EBADMSG, "tensor '%s': shape has more than %u dimensions", qname,
                                  SAFETENSORS_DIMS_MAX);
         shape = calloc(MAX(n_dims, (size_t) 1), sizeof(uint64_t));
         if (!shape)
                 return -ENOMEM;
         for (size_t i = 0; i < n_dims; i++) {
                 if (uint64_from_json(json_array_get(shape_j, i), &shape[i]) < 0)
-                        return set_error(ret_error, -EBADMSG,
+                        return safetensors_set_error(ret_error, -EBADMSG,
                                          "tensor '%s': shape element %zu is not a non-negative integer", qname,
                                          i);
                 if (MUL_OVERFLOW(n, shape[i], &n))
-                        return set_error(ret_error, -EOVERFLOW, "tensor '%s': number of elements overflows",
+                        return safetensors_set_error(ret_error, -EOVERFLOW, "tensor '%s': number of elements overflows",
                                          qname);
         }
 
         if (!json_is_array(offsets) || json_array_size(offsets) != 2 ||
             uint64_from_json(json_array_get(offsets, 0), &begin) < 0 ||
             uint64_from_json(json_array_get(offsets, 1), &end) < 0)
-                return set_error(ret_error, -EBADMSG,
+                return safetensors_set_error(ret_error, -EBADMSG,
                                  "tensor '%s': data_offsets is not a pair of non-negative integers", qname);
         if (end < begin)
-                return set_error(ret_error, -EBADMSG, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end before begin",
+                return safetensors_set_error(ret_error, -EBADMSG, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end before begin",
                                  qname, begin, end);
 
         if (MUL_OVERFLOW(n, (uint64_t) safetensors_dtype_bits(d), &bits))
-                return set_error(ret_error, -EOVERFLOW, "tensor '%s': size in bits of %" PRIu64 " × %s overflows",
+                return safetensors_set_error(ret_error, -EOVERFLOW, "tensor '%s': size in bits of %" PRIu64 " × %s overflows",
                                  qname, n, dtype_table[d]);
         if (bits % 8 != 0)
-                return set_error(ret_error, -EBADMSG,
+                return safetensors_set_error(ret_error, -EBADMSG,
                                  "tensor '%s': %" PRIu64 " elements of %s do not fill whole bytes", qname, n,
                                  dtype_table[d]);
         if (end - begin != bits / 8)
-                return set_error(ret_error, -EBADMSG,
+                return safetensors_set_error(ret_error, -EBADMSG,
                                  "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
                                  " bytes, but %" PRIu64 " elements of %s need %" PRIu64,
                                  qname, begin, end, end - begin, n, dtype_table[d], bits / 8);
@@ -257,16 +257,16 @@ int safetensors_parse_header_json(const void *json, size_t size, SafetensorsHead
         assert_return(ret, -EINVAL);
 
         if (size > SAFETENSORS_HEADER_MAX)
-                return set_error(ret_error, -EFBIG, "header of %zu bytes is larger than the limit of %" PRIu64,
+                return safetensors_set_error(ret_error, -EFBIG, "header of %zu bytes is larger than the limit of %" PRIu64,
                                  size, SAFETENSORS_HEADER_MAX);
         if (!utf8_is_valid(json, size))
-                return set_error(ret_error, -EBADMSG, "header is not valid UTF-8");
+                return safetensors_set_error(ret_error, -EBADMSG, "header is not valid UTF-8");
         if (size == 0 || ((const char *) json)[0] != '{')
-                return set_error(ret_error, -EBADMSG, "header does not start with '{'");
+                return safetensors_set_error(ret_error, -EBADMSG, "header does not start with '{'");
 
         root = json_loadb(json, size, JSON_REJECT_DUPLICATES, &err);
         if (!root)
-                return set_error(ret_error, -EBADMSG, "header is not valid JSON: %s (at byte %d)", err.text,
+                return safetensors_set_error(ret_error, -EBADMSG, "header is not valid JSON: %s (at byte %d)", err.text,
                                  err.position);
         /* From here on root is released on every path. */
         h = safetensors_header_new();
@@ -276,7 +276,7 @@ int safetensors_parse_header_json(const void *json, size_t size, SafetensorsHead
         }
         if (!json_is_object(root)) {
                 json_decref(root);
-                return set_error(ret_error, -EBADMSG, "header is not a JSON object");
+                return safetensors_set_error(ret_error, -EBADMSG, "header is not a JSON object");
         }
 
         n = json_object_size(root);
@@ -287,13 +287,13 @@ int safetensors_parse_header_json(const void *json, size_t size, SafetensorsHead
 
                 if (!json_is_object(v)) {
                         json_decref(root);
-                        return set_error(ret_error, -EBADMSG, "__metadata__ is not an object");
+                        return safetensors_set_error(ret_error, -EBADMSG, "__metadata__ is not an object");
                 }
                 json_object_foreach(v, k, s)
                         if (!json_is_string(s)) {
-                                _cleanup_free_ char *qk = sanitize_name(k);
+                                _cleanup_free_ char *qk = safetensors_sanitize_name(k);
                                 json_decref(root);
-                                return set_error(ret_error, -EBADMSG, "__metadata__ value of '%s' is not a string",
+                                return safetensors_set_error(ret_error, -EBADMSG, "__metadata__ value of '%s' is not a string",
                                                  strna(qk));
                         }
                 h->metadata = json_incref(v);
@@ -323,12 +323,12 @@ int safetensors_parse_header_json(const void *json, size_t size, SafetensorsHead
                 const SafetensorsTensor *t = &h->tensors[i];
 
                 if (t->begin != pos) {
-                        _cleanup_free_ char *qname = sanitize_name(t->name);
+                        _cleanup_free_ char *qname = safetensors_sanitize_name(t->name);
                         if (i == 0)
-                                return set_error(ret_error, -EBADMSG,
+                                return safetensors_set_error(ret_error, -EBADMSG,
                                                  "tensor '%s': data starts at %" PRIu64 ", not at 0", strna(qname),
                                                  t->begin);
-                        return set_error(ret_error, -EBADMSG,
+                        return safetensors_set_error(ret_error, -EBADMSG,
                                          "tensor '%s': data_offsets begin at %" PRIu64 " but the previous tensor ends at %" PRIu64
                                          " (%s)",
                                          strna(qname), t->begin, pos, t->begin > pos ? "gap" : "overlap");
@@ -350,14 +350,14 @@ int safetensors_parse_header(const void *buf, size_t size, SafetensorsHeader **r
         assert_return(buf || size == 0, -EINVAL);
 
         if (size < 8)
-                return set_error(ret_error, -EBADMSG, "file is shorter than the 8-byte header length");
+                return safetensors_set_error(ret_error, -EBADMSG, "file is shorter than the 8-byte header length");
         for (unsigned i = 0; i < 8; i++)
                 n |= (uint64_t) p[i] << (8 * i);
         if (n > SAFETENSORS_HEADER_MAX)
-                return set_error(ret_error, -EFBIG, "header length %" PRIu64 " is larger than the limit of %" PRIu64,
+                return safetensors_set_error(ret_error, -EFBIG, "header length %" PRIu64 " is larger than the limit of %" PRIu64,
                                  n, SAFETENSORS_HEADER_MAX);
         if (n > size - 8)
-                return set_error(ret_error, -EBADMSG, "header length %" PRIu64 " runs past the end of the file", n);
+                return safetensors_set_error(ret_error, -EBADMSG, "header length %" PRIu64 " runs past the end of the file", n);
 
         r = safetensors_parse_header_json(p + 8, (size_t) n, ret, ret_error);
         if (r < 0)
@@ -374,13 +374,13 @@ int safetensors_header_check_size(const SafetensorsHeader *h, uint64_t header_si
         assert_return(h, -EINVAL);
 
         if (ADD_OVERFLOW(header_size, (uint64_t) 8, &total) || ADD_OVERFLOW(total, h->data_size, &total))
-                return set_error(ret_error, -EOVERFLOW, "header and data size overflow");
+                return safetensors_set_error(ret_error, -EOVERFLOW, "header and data size overflow");
         if (file_size < total)
-                return set_error(ret_error, -EBADMSG,
+                return safetensors_set_error(ret_error, -EBADMSG,
                                  "file is %" PRIu64 " bytes, but its header needs %" PRIu64 " (data truncated)",
                                  file_size, total);
         if (file_size > total)
-                return set_error(ret_error, -EBADMSG,
+                return safetensors_set_error(ret_error, -EBADMSG,
                                  "file is %" PRIu64 " bytes, %" PRIu64 " more than its header covers (trailing bytes)",
                                  file_size, file_size - total);
         return 0;
@@ -407,13 +407,13 @@ int safetensors_read_header(const StreamReader *r, SafetensorsHeader **ret, uint
 
         k = stream_read_exact(r, len, sizeof(len));
         if (k == -EPIPE)
-                return set_error(ret_error, -EBADMSG, "file is shorter than the 8-byte header length");
+                return safetensors_set_error(ret_error, -EBADMSG, "file is shorter than the 8-byte header length");
         if (k < 0)
                 return k;
         for (unsigned i = 0; i < 8; i++)
                 n |= (uint64_t) len[i] << (8 * i);
         if (n > SAFETENSORS_HEADER_MAX)
-                return set_error(ret_error, -EFBIG, "header length %" PRIu64 " is larger than the limit of %" PRIu64,
+                return safetensors_set_error(ret_error, -EFBIG, "header length %" PRIu64 " is larger than the limit of %" PRIu64,
                                  n, SAFETENSORS_HEADER_MAX);
 
         /* Read the header in pieces so that a lying length on a short file does not make us allocate
@@ -432,7 +432,7 @@ int safetensors_read_header(const StreamReader *r, SafetensorsHeader **ret, uint
                 }
                 k = stream_read_exact(r, buf + have, want);
                 if (k == -EPIPE)
-                        return set_error(ret_error, -EBADMSG,
+                        return safetensors_set_error(ret_error, -EBADMSG,
                                          "header length %" PRIu64 " runs past the end of the file", n);
                 if (k < 0)
                         return k;
@@ -455,7 +455,7 @@ int safetensors_read_eof(const StreamReader *r, char **ret_error) {
         if (k < 0)
                 return (int) k;
         if (k > 0)
-                return set_error(ret_error, -EBADMSG, "file has trailing bytes after the last tensor");
+                return safetensors_set_error(ret_error, -EBADMSG, "file has trailing bytes after the last tensor");
         return 0;
 }
 
@@ -688,13 +688,13 @@ int safetensors_index_parse(const void *json, size_t size, SafetensorsIndex **re
         assert_return(ret, -EINVAL);
 
         if (size > SAFETENSORS_INDEX_MAX)
-                return set_error(ret_error, -EFBIG, "index of %zu bytes is larger than the limit of %" PRIu64,
+                return safetensors_set_error(ret_error, -EFBIG, "index of %zu bytes is larger than the limit of %" PRIu64,
                                  size, (uint64_t) SAFETENSORS_INDEX_MAX);
         if (!utf8_is_valid(json, size))
-                return set_error(ret_error, -EBADMSG, "index is not valid UTF-8");
+                return safetensors_set_error(ret_error, -EBADMSG, "index is not valid UTF-8");
         root = json_loadb(json, size, JSON_REJECT_DUPLICATES, &err);
         if (!root)
-                return set_error(ret_error, -EBADMSG, "index is not valid JSON: %s (at byte %d)", err.text,
+                return safetensors_set_error(ret_error, -EBADMSG, "index is not valid JSON: %s (at byte %d)", err.text,
                                  err.position);
 
         idx = calloc(1, sizeof(SafetensorsIndex));
@@ -704,26 +704,26 @@ int safetensors_index_parse(const void *json, size_t size, SafetensorsIndex **re
         }
         if (!json_is_object(root)) {
                 json_decref(root);
-                return set_error(ret_error, -EBADMSG, "index is not a JSON object");
+                return safetensors_set_error(ret_error, -EBADMSG, "index is not a JSON object");
         }
         json_object_foreach(root, key, v)
                 if (!streq(key, "metadata") && !streq(key, "weight_map")) {
-                        _cleanup_free_ char *qk = sanitize_name(key);
+                        _cleanup_free_ char *qk = safetensors_sanitize_name(key);
                         json_decref(root);
-                        return set_error(ret_error, -EBADMSG, "index has an unknown key '%s'", strna(qk));
+                        return safetensors_set_error(ret_error, -EBADMSG, "index has an unknown key '%s'", strna(qk));
                 }
         meta = json_object_get(root, "metadata");
         if (meta && !json_is_null(meta)) {
                 if (!json_is_object(meta)) {
                         json_decref(root);
-                        return set_error(ret_error, -EBADMSG, "index metadata is not an object");
+                        return safetensors_set_error(ret_error, -EBADMSG, "index metadata is not an object");
                 }
                 idx->metadata = json_incref(meta);
         }
         map = json_object_get(root, "weight_map");
         if (!json_is_object(map)) {
                 json_decref(root);
-                return set_error(ret_error, -EBADMSG, "index has no weight_map object");
+                return safetensors_set_error(ret_error, -EBADMSG, "index has no weight_map object");
         }
 
         n = json_object_size(map);
@@ -738,16 +738,16 @@ int safetensors_index_parse(const void *json, size_t size, SafetensorsIndex **re
                 size_t s;
 
                 if (!json_is_string(v)) {
-                        _cleanup_free_ char *qk = sanitize_name(key);
+                        _cleanup_free_ char *qk = safetensors_sanitize_name(key);
                         json_decref(root);
-                        return set_error(ret_error, -EBADMSG, "index: shard of tensor '%s' is not a string",
+                        return safetensors_set_error(ret_error, -EBADMSG, "index: shard of tensor '%s' is not a string",
                                          strna(qk));
                 }
                 shard = json_string_value(v);
                 if (!filename_is_safe(shard) || !endswith(shard, ".safetensors") || shard[0] == '.') {
-                        _cleanup_free_ char *qs = sanitize_name(shard);
+                        _cleanup_free_ char *qs = safetensors_sanitize_name(shard);
                         json_decref(root);
-                        return set_error(ret_error, -EBADMSG,
+                        return safetensors_set_error(ret_error, -EBADMSG,
                                          "index: shard name '%s' is not a safe file name ending in .safetensors",
                                          strna(qs));
                 }
@@ -760,7 +760,7 @@ int safetensors_index_parse(const void *json, size_t size, SafetensorsIndex **re
 
                         if (idx->n_shards >= SAFETENSORS_INDEX_SHARDS_MAX) {
                                 json_decref(root);
-                                return set_error(ret_error, -EBADMSG, "index names more than %u shards",
+                                return safetensors_set_error(ret_error, -EBADMSG, "index names more than %u shards",
                                                  SAFETENSORS_INDEX_SHARDS_MAX);
                         }
                         ns = reallocarray(idx->shards, idx->n_shards + 1, sizeof(char *));
@@ -786,7 +786,7 @@ int safetensors_index_parse(const void *json, size_t size, SafetensorsIndex **re
         json_decref(root);
 
         if (idx->n_shards == 0)
-                return set_error(ret_error, -EBADMSG, "index weight_map is empty");
+                return safetensors_set_error(ret_error, -EBADMSG, "index weight_map is empty");
 
         *ret = TAKE_PTR(idx);
         return 0;
@@ -829,23 +829,23 @@ int safetensors_index_check_shard(const SafetensorsIndex *idx, size_t shard, con
         for (size_t i = 0; i < h->n_tensors; i++) {
                 const char *name = h->tensors[i].name;
                 if (!bsearch(&name, mapped, n, sizeof(char *), strcmp_ptr)) {
-                        _cleanup_free_ char *qn = sanitize_name(name), *qs = sanitize_name(idx->shards[shard]);
+                        _cleanup_free_ char *qn = safetensors_sanitize_name(name), *qs = safetensors_sanitize_name(idx->shards[shard]);
                         size_t other;
 
                         if (safetensors_index_find(idx, name, &other) >= 0) {
-                                _cleanup_free_ char *qo = sanitize_name(idx->shards[other]);
-                                return set_error(ret_error, -EBADMSG,
+                                _cleanup_free_ char *qo = safetensors_sanitize_name(idx->shards[other]);
+                                return safetensors_set_error(ret_error, -EBADMSG,
                                                  "shard '%s' holds tensor '%s', which the index maps to '%s'",
                                                  strna(qs), strna(qn), strna(qo));
                         }
-                        return set_error(ret_error, -EBADMSG, "shard '%s' holds tensor '%s', which the index does not list",
+                        return safetensors_set_error(ret_error, -EBADMSG, "shard '%s' holds tensor '%s', which the index does not list",
                                          strna(qs), strna(qn));
                 }
         }
         if (h->n_tensors != n) {
                 /* Name one tensor the index maps here that the shard does not hold. */
                 _cleanup_free_ const char **held = calloc(MAX(h->n_tensors, (size_t) 1), sizeof(const char *));
-                _cleanup_free_ char *qs = sanitize_name(idx->shards[shard]);
+                _cleanup_free_ char *qs = safetensors_sanitize_name(idx->shards[shard]);
 
                 if (!held)
                         return -ENOMEM;
@@ -854,12 +854,12 @@ int safetensors_index_check_shard(const SafetensorsIndex *idx, size_t shard, con
                 qsort(held, h->n_tensors, sizeof(char *), strcmp_ptr);
                 for (size_t i = 0; i < n; i++)
                         if (!bsearch(&mapped[i], held, h->n_tensors, sizeof(char *), strcmp_ptr)) {
-                                _cleanup_free_ char *qn = sanitize_name(mapped[i]);
-                                return set_error(ret_error, -EBADMSG,
+                                _cleanup_free_ char *qn = safetensors_sanitize_name(mapped[i]);
+                                return safetensors_set_error(ret_error, -EBADMSG,
                                                  "the index maps tensor '%s' to shard '%s', which does not hold it",
                                                  strna(qn), strna(qs));
                         }
-                return set_error(ret_error, -EBADMSG, "index maps %zu tensors to shard '%s', but it holds %zu", n,
+                return safetensors_set_error(ret_error, -EBADMSG, "index maps %zu tensors to shard '%s', but it holds %zu", n,
                                  strna(qs), h->n_tensors);
         }
         return 0;

@@ -21,6 +21,11 @@
 #include "macros.h"
 #include "stream.h"
 
+/* A name from a file, for an error message: at most 128 bytes, control characters as '?'. */
+char *safetensors_sanitize_name(const char *s);
+/* Replace *ret_error (when ret_error is not NULL) with the formatted message; returns r. */
+int safetensors_set_error(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
+
 /* The reference library's cap (MAX_HEADER_SIZE = 100_000_000). */
 #define SAFETENSORS_HEADER_MAX ((uint64_t) 100000000ULL)
 /* An index file lists names only: a cap well above real ones (a few MB for the largest models). */

@@ -59,17 +59,11 @@ static int parse_update_args(Agent *a, UpdateArgs *u) {
                 {"check-only", no_argument, NULL, ARG_CHECK},
                 {},
         };
-        _cleanup_free_ char **argv = NULL;
-        int argc = (int) strv_length(a->args) + 1, c;
+        int argc, c;
+        _cleanup_free_ char **argv = agent_getopt_argv(a, &argc);
 
-        argv = calloc((size_t) argc + 1, sizeof(char *));
         if (!argv)
                 return -ENOMEM;
-        argv[0] = (char *) a->verb;
-        for (int i = 1; i < argc; i++)
-                argv[i] = a->args[i - 1];
-        optind = 0;
-        opterr = 0;
         while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
                 switch (c) {
                 case ARG_HW:
