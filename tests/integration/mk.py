@@ -151,7 +151,7 @@ class Daemon:
         raise AssertionError(f"timed out waiting for log line {needle!r}:\n{self.logs()}")
 
     def ctl(self, *args, check=True, user=None, **kw):
-        cmd = [CTL, "--socket", self.socket, *args]
+        cmd = [CTL if user is None else ctl_for_other_users(), "--socket", self.socket, *args]
         preexec = None
         if user is not None:
             import pwd
@@ -232,6 +232,25 @@ class ModelServer:
         self.proc.kill()
         self.proc.wait()
         self.proc.stdout.close()
+
+
+_CTL_COPY = None
+
+
+def ctl_for_other_users():
+    """modelkeeperctl where any user can run it: the build tree may lie below a directory only
+    root can enter (a clone in `mktemp -d`, mode 0700), which a test running it as nobody must not
+    depend on. A copy in a directory of mode 0755, removed at exit."""
+    global _CTL_COPY
+    if _CTL_COPY is None:
+        import atexit
+        d = tempfile.mkdtemp(prefix="mk-ctl-")
+        os.chmod(d, 0o755)
+        _CTL_COPY = os.path.join(d, "modelkeeperctl")
+        shutil.copy2(CTL, _CTL_COPY)
+        os.chmod(_CTL_COPY, 0o755)
+        atexit.register(shutil.rmtree, d, True)
+    return _CTL_COPY
 
 
 def make_source(directory, content=b"weights", files=("model.safetensors", "config.json")):
